@@ -1,0 +1,34 @@
+"""bertforge: BERT as a working tool.
+
+The top-level names are imported lazily, so that ``bertforge info`` or the tokenizer
+do not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "BertConfig": "bertforge.config",
+    "preset": "bertforge.config",
+    "ConfigError": "bertforge.config",
+    "BertModel": "bertforge.model.bert",
+    "BertOutput": "bertforge.model.bert",
+    "BertForPreTraining": "bertforge.model.heads",
+    "PreTrainingOutput": "bertforge.model.heads",
+    "load_tokenizer": "bertforge.tokenization",
+    "train_wordpiece": "bertforge.tokenization",
+    "BertTokenizer": "bertforge.tokenization",
+    "CheckpointError": "bertforge.interop.checkpoint",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'bertforge' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m bertforge``."""
+
+from bertforge.cli.main import main
+
+raise SystemExit(main())

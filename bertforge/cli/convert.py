@@ -1,0 +1,48 @@
+"""``bertforge convert``: any supported checkpoint -> a Hugging Face-shaped directory."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source", metavar="DIR", default=None,
+                        help="a Google TF checkpoint directory (bert_config.json, "
+                             "bert_model.ckpt.*, vocab.txt) or a Hugging Face directory")
+    parser.add_argument("--to", dest="target", metavar="DIR", default=None,
+                        help="output directory: config.json, model.safetensors, vocab.txt, "
+                             "tokenizer.json")
+    case = parser.add_mutually_exclusive_group()
+    case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
+                      help="the vocabulary is uncased (default: guessed from the vocab)")
+    case.add_argument("--cased", dest="lowercase", action="store_false")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bertforge.interop.checkpoint import load_state, read_checkpoint, save_pretrained
+    from bertforge.model import BertForPreTraining, BertModel
+
+    if not args.source or not args.target:
+        raise ValueError("convert needs --from DIR and --to DIR")
+    if Path(args.target).resolve() == Path(args.source).resolve():
+        raise ValueError("--to must differ from --from: converting in place could lose the "
+                         "original")
+    ckpt = read_checkpoint(args.source)
+    has_heads = any(k.startswith(("mlm.", "nsp.")) for k in ckpt.state)
+    model = (BertForPreTraining if has_heads else BertModel)(ckpt.config)
+    load_state(model, ckpt, strict=True)
+    tokenizer = _tokenizer(Path(args.source), args.lowercase)
+    save_pretrained(model, args.target, tokenizer=tokenizer)
+    dropped = f"; ignored {len(ckpt.unexpected)} unknown tensors" if ckpt.unexpected else ""
+    print(f"converted {ckpt.format} checkpoint {args.source} -> {args.target} "
+          f"({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
+          f"parameters{dropped})")
+    return 0
+
+
+def _tokenizer(folder: Path, lowercase: bool | None):  # noqa: ANN202 - optional import
+    if not ((folder / "vocab.txt").is_file() or (folder / "tokenizer.json").is_file()):
+        return None
+    from bertforge.tokenization import load_tokenizer
+    return load_tokenizer(folder, lowercase=lowercase)

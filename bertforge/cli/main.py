@@ -1,0 +1,97 @@
+"""The command line: one dispatch table, one module per command.
+
+Every command module has ``add_arguments(parser)`` and ``run(args) -> int``. Known
+errors print one line (``bertforge: error: …``) and exit 2; ``--debug`` shows the
+traceback instead. ``--config FILE.yaml`` supplies defaults that flags override.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from importlib import import_module
+from pathlib import Path
+
+# command -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("bertforge.cli.info", "parameter counts of a preset or a model"),
+    "tokenizer": ("bertforge.cli.tokenizer", "train or apply a WordPiece tokenizer"),
+    "convert": ("bertforge.cli.convert", "convert checkpoints (Google TF, Hugging Face)"),
+    "demo": ("bertforge.cli.demo", "the end-to-end demonstration"),
+}
+
+
+class UsageError(ValueError):
+    """A bad command line or config file."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bertforge", description="BERT as a working tool.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.add_argument("--config", metavar="FILE.yaml",
+                         help="YAML file of option values; command-line flags override it")
+        import_module(module).add_arguments(cmd)
+        cmd.set_defaults(_module=module, _parser=cmd)
+    return parser
+
+
+def _version() -> str:
+    from bertforge import __version__
+    return f"bertforge {__version__}"
+
+
+def apply_yaml(parser: argparse.ArgumentParser, args: argparse.Namespace,
+               argv: Sequence[str]) -> argparse.Namespace:
+    """Re-parse with the YAML file's values as defaults, so flags given still win."""
+    if not getattr(args, "config", None):
+        return args
+    import yaml
+
+    path = Path(args.config)
+    if not path.is_file():
+        raise UsageError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise UsageError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{path}: expected a mapping of option: value")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    known = {a.dest for a in args._parser._actions} - {"help", "config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise UsageError(f"{path}: unknown option(s) {', '.join(unknown)} for "
+                         f"'bertforge {args.command}'; see 'bertforge {args.command} --help'")
+    args._parser.set_defaults(**values)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    try:
+        args = apply_yaml(parser, args, argv)
+        return int(import_module(args._module).run(args) or 0)
+    except KeyboardInterrupt:
+        print("bertforge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one line for the user; --debug for the traceback
+        if args.debug or not _is_user_error(err):
+            raise
+        print(f"bertforge {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _is_user_error(err: Exception) -> bool:
+    """Errors caused by input (files, values), as opposed to bugs in bertforge."""
+    return isinstance(err, (ValueError, FileNotFoundError, PermissionError,
+                            IsADirectoryError, NotADirectoryError, UnicodeDecodeError))

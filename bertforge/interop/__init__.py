@@ -1,0 +1,1 @@
+"""Checkpoint formats: Hugging Face directories, Google TF checkpoints (key tables as data)."""

@@ -1,0 +1,272 @@
+"""Reading and writing checkpoints: Hugging Face directories and Google TF checkpoints.
+
+Everything goes through one canonical state dict named as ``BertForPreTraining``'s
+parameters (``bert.*``, ``mlm.*``, ``nsp.*``, ``head.*``); the per-format key tables in
+``keys.py`` translate names. Weights are never unpickled: safetensors, or
+``torch.load(weights_only=True)`` for ``pytorch_model.bin``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from bertforge.config import BertConfig, ConfigError
+from bertforge.interop.keys import (
+    GOOGLE_DROPPED_PATTERNS,
+    GOOGLE_TABLE,
+    HF_DROPPED,
+    HF_LEGACY_SUFFIXES,
+    HF_TABLE,
+    google_is_transposed,
+    is_dropped,
+)
+from bertforge.model.bert import BertModel
+
+M = TypeVar("M", bound=nn.Module)
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable or does not fit the model; names the file."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read into memory: config, canonical state dict, where it came from."""
+
+    config: BertConfig
+    state: dict[str, torch.Tensor]
+    source: str
+    format: str  # "hf" or "google"
+    unexpected: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------ reading
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a Hugging Face-shaped or Google TF checkpoint directory into canonical names."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: not a directory; a checkpoint is a directory with "
+                              "config.json + model.safetensors (or Google's bert_config.json "
+                              "+ bert_model.ckpt.*)")
+    if (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES):
+        return _read_hf(folder)
+    if any(folder.glob("*.ckpt*.index")) or any(folder.glob("*.index")):
+        return _read_google(folder)
+    if (folder / "config.json").is_file():
+        raise CheckpointError(f"{folder}: config.json found but no weights "
+                              f"(looked for {', '.join(WEIGHT_FILES)})")
+    raise CheckpointError(f"{folder}: no checkpoint found (looked for config.json with "
+                          f"{' / '.join(WEIGHT_FILES)}, or a Google bert_model.ckpt.index)")
+
+
+def _read_hf(folder: Path) -> Checkpoint:
+    config = BertConfig.from_json_file(folder / "config.json")
+    raw = _load_hf_tensors(folder)
+    state, unexpected = hf_to_canonical(raw)
+    return Checkpoint(config, state, str(folder), "hf", unexpected)
+
+
+def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    if (folder / "model.safetensors").is_file():
+        return _load_safetensors(folder / "model.safetensors")
+    if (folder / "model.safetensors.index.json").is_file():
+        index_path = folder / "model.safetensors.index.json"
+        try:
+            shards = sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{index_path}: malformed shard index ({err})") from None
+        out: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            out.update(_load_safetensors(folder / shard))
+        return out
+    path = folder / "pytorch_model.bin"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle errors come in many types
+        raise CheckpointError(f"{path}: cannot be read as a weights-only torch file ({err}). "
+                              "bertforge never unpickles arbitrary objects; convert the file "
+                              "to safetensors with the tool that made it") from None
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file, perhaps truncated or "
+                              f"corrupted ({err}); re-copy or re-save it") from None
+
+
+def hf_to_canonical(raw: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Hugging Face names -> ours. Returns the state and the keys no table knows."""
+    renamed = {}
+    for key, value in raw.items():
+        for old, new in HF_LEGACY_SUFFIXES.items():
+            if key.endswith(old):
+                key = key[: -len(old)] + new
+        renamed[key] = value
+    if not any(k.startswith("bert.") for k in renamed):  # a bare BertModel
+        renamed = {f"bert.{k}": v for k, v in renamed.items()}
+    state, unexpected = {}, []
+    for key, value in renamed.items():
+        ours = HF_TABLE.to_ours(key)
+        if ours is not None:
+            state[ours] = value
+        elif key not in HF_DROPPED:
+            unexpected.append(key)
+    return state, unexpected
+
+
+def _read_google(folder: Path) -> Checkpoint:
+    from bertforge.interop.tf_bundle import read_checkpoint as read_bundle
+
+    config_path = folder / "bert_config.json"
+    if not config_path.is_file():
+        raise CheckpointError(f"{folder}: Google checkpoint without bert_config.json")
+    config = BertConfig.from_json_file(config_path)
+    arrays = read_bundle(folder)
+    state, unexpected = google_to_canonical(arrays)
+    return Checkpoint(config, state, str(folder), "google", unexpected)
+
+
+def google_to_canonical(arrays: dict[str, np.ndarray]
+                        ) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Google TF variable names -> ours (kernels transposed; Adam slots dropped)."""
+    state, unexpected = {}, []
+    for name, array in arrays.items():
+        if is_dropped(name, GOOGLE_DROPPED_PATTERNS):
+            continue
+        ours = GOOGLE_TABLE.to_ours(name)
+        if ours is None:
+            unexpected.append(name)
+            continue
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).float()
+        state[ours] = tensor.t().contiguous() if google_is_transposed(name) else tensor
+    return state, unexpected
+
+
+# ------------------------------------------------------------------ loading
+def canonical_prefix(model: nn.Module) -> str:
+    """A bare BertModel's keys lack the ``bert.`` that canonical names carry."""
+    return "bert." if isinstance(model, BertModel) else ""
+
+
+def load_state(model: nn.Module, ckpt: Checkpoint, strict: bool = False) -> list[str]:
+    """Copy the checkpoint into ``model``; returns the model keys the checkpoint lacked."""
+    prefix = canonical_prefix(model)
+    own = model.state_dict()
+    missing = []
+    with torch.no_grad():
+        for key, target in own.items():
+            source = ckpt.state.get(prefix + key)
+            if source is None:
+                missing.append(key)
+                continue
+            if tuple(source.shape) != tuple(target.shape):
+                raise CheckpointError(
+                    f"{ckpt.source}: tensor {prefix + key} has shape {list(source.shape)} but "
+                    f"the model built from its config needs {list(target.shape)}"
+                    + _shape_hint(key))
+            target.copy_(source.to(target.dtype))
+    if missing and strict:
+        raise CheckpointError(f"{ckpt.source}: missing weights for {', '.join(missing[:8])}")
+    if missing:
+        warnings.warn(f"{ckpt.source}: {len(missing)} weights not in the checkpoint were "
+                      f"initialised at random: {', '.join(missing[:6])}"
+                      + (" …" if len(missing) > 6 else ""), stacklevel=3)
+    return missing
+
+
+def _shape_hint(key: str) -> str:
+    if "word_embeddings" in key:
+        return ("; config.json's vocab_size disagrees with the embedding matrix: fix "
+                "vocab_size or use the matching config")
+    return "; the config does not describe these weights"
+
+
+def load_pretrained(cls: type[M], path: str | os.PathLike, strict: bool = False,
+                    **overrides: Any) -> M:
+    """Build ``cls`` from a checkpoint directory, in eval mode (config overrides, e.g.
+    dropout, allowed)."""
+    ckpt = read_checkpoint(path)
+    config = ckpt.config.replace(**overrides) if overrides else ckpt.config
+    _check_vocab_file(Path(path), config)
+    model = cls(config)
+    load_state(model, ckpt, strict=strict)
+    return model.eval()  # as transformers does; training code calls .train()
+
+
+def _check_vocab_file(folder: Path, config: BertConfig) -> None:
+    vocab = folder / "vocab.txt"
+    if vocab.is_file():
+        with open(vocab, "rb") as fh:
+            lines = sum(1 for _ in fh)
+        if lines > config.vocab_size:
+            raise CheckpointError(
+                f"{vocab}: {lines} tokens but the model's vocab_size is {config.vocab_size}: "
+                "ids past the embedding matrix would crash; use the vocabulary the model "
+                "was trained with")
+
+
+# ------------------------------------------------------------------ writing
+def to_hf_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights under Hugging Face's names (bare BertModel keys for BertModel)."""
+    prefix = canonical_prefix(model)
+    out = {}
+    for key, value in model.state_dict().items():
+        theirs = HF_TABLE.to_theirs(prefix + key)
+        if theirs is None:
+            raise CheckpointError(f"no Hugging Face name for parameter {key}")
+        if prefix and theirs.startswith(prefix):
+            theirs = theirs[len(prefix):]
+        out[theirs] = value.detach().contiguous().cpu()
+    return out
+
+
+def architecture(model: nn.Module) -> str:
+    """The transformers class name that loads what we save."""
+    return getattr(model, "hf_architecture", type(model).__name__)
+
+
+def save_pretrained(model: nn.Module, path: str | os.PathLike, tokenizer: Any = None) -> None:
+    """Write ``config.json`` and ``model.safetensors`` (atomically), plus the tokenizer."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    config: BertConfig = model.config
+    data = config.to_dict()
+    data["architectures"] = [architecture(model)]
+    _write_atomic(out / "config.json",
+                  lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    state = to_hf_state(model)
+    _write_atomic(out / "model.safetensors",
+                  lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    if tokenizer is not None:
+        tokenizer.save(out)
+
+
+def _write_atomic(final: Path, write: Any) -> None:
+    tmp = final.with_name(f".{final.name}.tmp")
+    write(tmp)
+    os.replace(tmp, final)
+
+
+def config_from(path: str | os.PathLike) -> BertConfig:
+    """The config of a checkpoint directory (``config.json`` or ``bert_config.json``)."""
+    folder = Path(path)
+    for name in ("config.json", "bert_config.json"):
+        if (folder / name).is_file():
+            return BertConfig.from_json_file(folder / name)
+    raise ConfigError(f"{folder}: no config.json or bert_config.json")

@@ -1,0 +1,221 @@
+"""The BERT encoder, top to bottom: embeddings, attention, layer, encoder, pooler, BertModel.
+
+Legend for shape comments (one per function where reshapes happen):
+    B = batch size           S = sequence length       H = hidden size
+    N = attention heads      D = head size (H / N)     I = intermediate size
+
+This file is single-device forward code: no device moves, no autocast, no
+printing. Precision, compilation and parallelism are applied from outside.
+Checkpoint name mapping lives in ``bertforge.interop``; heads in ``heads.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bertforge.config import BertConfig
+
+
+@dataclass
+class BertOutput:
+    """What BertModel returns. Hidden states and attentions only when asked for."""
+
+    last_hidden_state: torch.Tensor  # [B, S, H]
+    pooler_output: torch.Tensor | None  # [B, H], tanh(W h_CLS + b)
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # L+1 of [B, S, H], embeddings first
+    attentions: tuple[torch.Tensor, ...] | None = None  # L of [B, N, S, S], post-softmax
+
+
+def activation(name: str) -> nn.Module:
+    """BERT's activations. ``gelu`` is exact (erf); ``gelu_new`` is Google's tanh form."""
+    if name == "gelu":
+        return nn.GELU()
+    if name in ("gelu_new", "gelu_pytorch_tanh"):
+        return nn.GELU(approximate="tanh")
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[name]()
+
+
+class Embeddings(nn.Module):
+    """Token + learned position + segment embeddings, then LayerNorm and dropout."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        seq_len = input_ids.shape[1]
+        positions = torch.arange(seq_len, device=input_ids.device)
+        x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+             + self.position_embeddings(positions))  # [B, S, H] + [S, H] broadcasts
+        return self.dropout(self.norm(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention through ``scaled_dot_product_attention``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.q = nn.Linear(h, h)
+        self.k = nn.Linear(h, h)
+        self.v = nn.Linear(h, h)
+        self.o = nn.Linear(h, h)
+        self.dropout_p = config.attention_probs_dropout_prob
+        self.is_causal = config.is_causal
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                want_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [B, S, H]; mask: bool [B, 1, 1|S, S], True where a query may look."""
+        b, s, h = x.shape
+
+        def heads(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, s, self.num_heads, -1).transpose(1, 2)  # [B, S, H] -> [B, N, S, D]
+
+        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        dropout_p = self.dropout_p if self.training else 0.0
+        if want_probs:  # the explicit path, only to hand probabilities back
+            context, probs = _attention_with_probs(q, k, v, mask, dropout_p)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+            probs = None
+        context = context.transpose(1, 2).reshape(b, s, h)  # [B, N, S, D] -> [B, S, H]
+        return self.o(context), probs
+
+
+def _attention_with_probs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          mask: torch.Tensor | None, dropout_p: float
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(QK^T / sqrt(D)) V, returning the probabilities [B, N, S, S] too."""
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [B, N, S, S]
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(dim=-1)
+    return F.dropout(probs, dropout_p) @ v, probs
+
+
+class FeedForward(nn.Module):
+    """Position-wise H -> I -> H with BERT's activation."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = activation(config.hidden_act)
+        self.down = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(self.act(self.up(x)))
+
+
+class Layer(nn.Module):
+    """One post-LN Transformer block: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.attn = SelfAttention(config)
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn = FeedForward(config)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
+                want_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attn(x, mask, want_probs)
+        x = self.attn_norm(x + self.dropout(attended))
+        x = self.ffn_norm(x + self.dropout(self.ffn(x)))
+        return x, probs
+
+
+class Pooler(nn.Module):
+    """tanh(W h_[CLS] + b): the sentence representation that NSP and classifiers read."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(hidden[:, 0]))  # [B, S, H] -> [B, H]
+
+
+def attention_mask_4d(attention_mask: torch.Tensor | None, seq_len: int,
+                      is_causal: bool, device: torch.device) -> torch.Tensor | None:
+    """Boolean mask for SDPA: [B, S] padding mask -> [B, 1, 1, S] (or [B, 1, S, S] if causal).
+
+    Returns None when nothing is masked, so SDPA may take its fastest kernel.
+    """
+    mask = None
+    if attention_mask is not None and not bool(attention_mask.all()):
+        mask = attention_mask.bool()[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
+    if is_causal:
+        causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
+        mask = causal[None, None] if mask is None else mask & causal  # [B, 1, S, S]
+    return mask
+
+
+class BertModel(nn.Module):
+    """The BERT encoder with its pooler. ``from_pretrained``/``save_pretrained`` read and
+    write Hugging Face-shaped directories (see ``bertforge.interop``)."""
+
+    def __init__(self, config: BertConfig, add_pooler: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
+        self.pooler = Pooler(config) if add_pooler else None
+        self.apply(lambda m: init_weights(m, config.initializer_range))
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False) -> BertOutput:
+        """input_ids, token_type_ids, attention_mask: [B, S] (mask 1 = real token, 0 = pad)."""
+        _, seq_len = input_ids.shape
+        if seq_len > self.config.max_position_embeddings:
+            raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings "
+                             f"{self.config.max_position_embeddings}; truncate the input")
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        mask = attention_mask_4d(attention_mask, seq_len, self.config.is_causal, input_ids.device)
+        x = self.embeddings(input_ids, token_type_ids)
+        hidden, attentions = [x], []
+        for layer in self.layers:
+            x, probs = layer(x, mask, output_attentions)
+            hidden.append(x)
+            attentions.append(probs)
+        return BertOutput(
+            last_hidden_state=x,
+            pooler_output=self.pooler(x) if self.pooler is not None else None,
+            hidden_states=tuple(hidden) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+        )
+
+    @classmethod
+    def from_pretrained(cls, path: str, **kwargs: object) -> BertModel:
+        """Load a Hugging Face-shaped directory, a Google TF checkpoint directory, or ours."""
+        from bertforge.interop.checkpoint import load_pretrained
+        return load_pretrained(cls, path, **kwargs)
+
+    def save_pretrained(self, path: str) -> None:
+        """Write ``config.json`` + ``model.safetensors`` with Hugging Face's key names."""
+        from bertforge.interop.checkpoint import save_pretrained
+        save_pretrained(self, path)
+
+
+def init_weights(module: nn.Module, std: float) -> None:
+    """BERT's initialisation: N(0, std) weights (truncation at 2 std makes no measurable
+    difference at std 0.02), zero biases, LayerNorm weight 1 and bias 0."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=std)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

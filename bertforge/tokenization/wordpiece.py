@@ -1,0 +1,240 @@
+"""BERT's WordPiece tokenizer with exact BERT semantics, on the Rust ``tokenizers`` engine.
+
+The rules (Devlin et al.'s ``tokenization.py``):
+1. clean: drop NUL, U+FFFD and control characters; every whitespace character -> space;
+2. put spaces around CJK ideographs (so Chinese becomes one token per character);
+3. optionally lower-case and strip accents (NFD, then drop category Mn);
+4. split on whitespace and on punctuation (ASCII 33-47, 58-64, 91-96, 123-126 and Unicode P*);
+5. greedy longest-match-first WordPiece with ``##`` continuations; a word longer than
+   ``max_input_chars_per_word`` characters, or one that cannot be covered, becomes [UNK].
+
+Google's code uses 200 as that limit and Hugging Face's 100; a Google ``vocab.txt`` gets
+200, a Hugging Face ``tokenizer.json`` keeps the limit written in it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+GOOGLE_MAX_CHARS_PER_WORD = 200
+
+Truncation = Literal["longest_first", "only_first", "only_second"] | None
+
+
+class TokenizerError(ValueError):
+    """A vocabulary or tokenizer file is missing or wrong; the message names the file."""
+
+
+@dataclass
+class Encoding:
+    """One encoded input: ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]``.
+
+    ``offsets`` are (start, end) character offsets into the original text of the segment
+    the token came from (``sequence_ids`` says which: 0 = A, 1 = B, None = special).
+    """
+
+    ids: list[int]
+    type_ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+    attention_mask: list[int]
+    special_tokens_mask: list[int]
+    word_ids: list[int | None]
+    sequence_ids: list[int | None]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class BatchEncoding:
+    """A padded batch: arrays are int64 [B, S]; ``encodings`` keep tokens and offsets."""
+
+    input_ids: np.ndarray
+    token_type_ids: np.ndarray
+    attention_mask: np.ndarray
+    encodings: list[Encoding]
+
+    def __len__(self) -> int:
+        return len(self.encodings)
+
+
+def _from_rust(enc: object) -> Encoding:
+    return Encoding(ids=list(enc.ids), type_ids=list(enc.type_ids), tokens=list(enc.tokens),
+                    offsets=[tuple(o) for o in enc.offsets],
+                    attention_mask=list(enc.attention_mask),
+                    special_tokens_mask=list(enc.special_tokens_mask),
+                    word_ids=list(enc.word_ids), sequence_ids=list(enc.sequence_ids))
+
+
+class BertTokenizer:
+    """WordPiece tokenizer. Build with ``from_vocab`` or ``load_tokenizer(path)``."""
+
+    def __init__(self, backend: Tokenizer, lowercase: bool, source: str = "<memory>") -> None:
+        self.backend = backend
+        self.lowercase = lowercase
+        self.source = source
+        self.vocab: dict[str, int] = backend.get_vocab(with_added_tokens=False)
+        self._inv = {i: t for t, i in self.vocab.items()}
+        if "[UNK]" not in self.vocab:
+            raise TokenizerError(f"{source}: the vocabulary has no [UNK] token")
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_vocab(cls, vocab: Sequence[str] | dict[str, int], lowercase: bool = True,
+                   strip_accents: bool | None = None, tokenize_chinese_chars: bool = True,
+                   max_input_chars_per_word: int = GOOGLE_MAX_CHARS_PER_WORD,
+                   source: str = "<memory>") -> BertTokenizer:
+        """A tokenizer from an ordered token list (line i = id i) or a token->id dict."""
+        if not isinstance(vocab, dict):
+            vocab = {tok: i for i, tok in enumerate(vocab)}  # a repeated token keeps its last id
+        if "[UNK]" not in vocab:
+            raise TokenizerError(f"{source}: the vocabulary has no [UNK] token")
+        backend = Tokenizer(WordPiece(vocab, unk_token="[UNK]",
+                                      max_input_chars_per_word=max_input_chars_per_word))
+        backend.normalizer = normalizers.BertNormalizer(
+            clean_text=True, handle_chinese_chars=tokenize_chinese_chars,
+            strip_accents=strip_accents, lowercase=lowercase)
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        backend.decoder = decoders.WordPiece(prefix="##")
+        _add_specials(backend, vocab)
+        return cls(backend, lowercase, source)
+
+    # ------------------------------------------------------------------ ids
+    def token_id(self, token: str) -> int:
+        """The id of ``token``; a clear error when the vocabulary lacks it."""
+        try:
+            return self.vocab[token]
+        except KeyError:
+            raise TokenizerError(f"{self.source}: the vocabulary has no {token} token") from None
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab.get("[PAD]", 0)
+
+    @property
+    def cls_id(self) -> int:
+        return self.token_id("[CLS]")
+
+    @property
+    def sep_id(self) -> int:
+        return self.token_id("[SEP]")
+
+    @property
+    def mask_id(self) -> int:
+        return self.token_id("[MASK]")
+
+    @property
+    def unk_id(self) -> int:
+        return self.vocab["[UNK]"]
+
+    @property
+    def vocab_size(self) -> int:
+        return max(self.vocab.values()) + 1
+
+    def special_ids(self) -> set[int]:
+        """Ids of the special tokens present ([PAD] [UNK] [CLS] [SEP] [MASK])."""
+        return {self.vocab[t] for t in SPECIAL_TOKENS if t in self.vocab}
+
+    def convert_tokens_to_ids(self, tokens: Sequence[str]) -> list[int]:
+        return [self.vocab.get(t, self.unk_id) for t in tokens]
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self._inv.get(int(i), "[UNK]") for i in ids]
+
+    # ------------------------------------------------------------- encoding
+    def tokenize(self, text: str) -> list[str]:
+        """WordPiece tokens of ``text``, no special tokens added."""
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
+    def tokenize_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text, no special tokens, in parallel (the fast path for corpora)."""
+        self.backend.no_truncation()
+        self.backend.no_padding()
+        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode(self, text: str, pair: str | None = None, max_length: int | None = None,
+               truncation: Truncation = "longest_first") -> Encoding:
+        """``[CLS] text [SEP] (pair [SEP])`` with ids, segment ids, tokens and offsets."""
+        self._set_truncation(max_length, truncation)
+        self.backend.no_padding()
+        return _from_rust(self.backend.encode(text, pair))
+
+    def encode_batch(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                     max_length: int | None = None, truncation: Truncation = "longest_first",
+                     padding: Literal["longest", "max_length"] = "longest") -> BatchEncoding:
+        """Encode many inputs in parallel and pad them into int64 [B, S] arrays."""
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        self._set_truncation(max_length, truncation)
+        if padding == "max_length" and max_length is None:
+            raise ValueError("padding='max_length' needs max_length")
+        self.backend.enable_padding(pad_id=self.pad_id, pad_token="[PAD]",
+                                    length=max_length if padding == "max_length" else None)
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
+        rust = self.backend.encode_batch(inputs)
+        self.backend.no_padding()
+
+        def arr(field: str) -> np.ndarray:
+            rows = [getattr(e, field) for e in rust]
+            return np.array(rows, dtype=np.int64).reshape(len(rust), -1)
+
+        return BatchEncoding(input_ids=arr("ids"), token_type_ids=arr("type_ids"),
+                             attention_mask=arr("attention_mask"),
+                             encodings=[_from_rust(e) for e in rust])
+
+    def _set_truncation(self, max_length: int | None, truncation: Truncation) -> None:
+        if max_length is None or truncation is None:
+            self.backend.no_truncation()
+        else:
+            self.backend.enable_truncation(max_length, strategy=truncation)
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        """Ids back to text (``##`` pieces joined; lower-casing is not undone)."""
+        return self.backend.decode([int(i) for i in ids], skip_special_tokens=skip_special_tokens)
+
+    # ----------------------------------------------------------------- saving
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``vocab.txt``, ``tokenizer.json`` and ``tokenizer_config.json`` into ``path``."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        by_id = sorted(self.vocab.items(), key=lambda kv: kv[1])
+        (out / "vocab.txt").write_text("".join(t + "\n" for t, _ in by_id), encoding="utf-8")
+        self.backend.save(str(out / "tokenizer.json"))
+        config = {"do_lower_case": self.lowercase, "tokenizer_class": "BertTokenizer",
+                  "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+        (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n",
+                                                   encoding="utf-8")
+
+    def fingerprint(self) -> str:
+        """sha256 of the vocabulary and normalisation settings (tags data built with it)."""
+        h = hashlib.sha256()
+        for tok, i in sorted(self.vocab.items(), key=lambda kv: kv[1]):
+            h.update(f"{i}\t{tok}\n".encode())
+        h.update(json.dumps(json.loads(self.backend.normalizer.__getstate__())
+                            if self.backend.normalizer else None, sort_keys=True).encode())
+        return h.hexdigest()
+
+
+def _add_specials(backend: Tokenizer, vocab: dict[str, int]) -> None:
+    """Register the special tokens (so "[MASK]" typed in text stays one token) and the
+    ``[CLS] A [SEP] B [SEP]`` template with segment ids 0 / 1."""
+    present = [t for t in SPECIAL_TOKENS if t in vocab]
+    backend.add_special_tokens(present)
+    if "[CLS]" in vocab and "[SEP]" in vocab:
+        cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+        backend.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", pair="[CLS] $A:0 [SEP]:0 $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
