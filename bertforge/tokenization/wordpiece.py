@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -156,6 +157,8 @@ class BertTokenizer:
     # ------------------------------------------------------------- encoding
     def tokenize(self, text: str) -> list[str]:
         """WordPiece tokens of ``text``, no special tokens added."""
+        self.backend.no_truncation()
+        self.backend.no_padding()
         return self.backend.encode(text, add_special_tokens=False).tokens
 
     def tokenize_ids(self, texts: Sequence[str]) -> list[list[int]]:
@@ -167,38 +170,47 @@ class BertTokenizer:
     def encode(self, text: str, pair: str | None = None, max_length: int | None = None,
                truncation: Truncation = "longest_first") -> Encoding:
         """``[CLS] text [SEP] (pair [SEP])`` with ids, segment ids, tokens and offsets."""
-        self._set_truncation(max_length, truncation)
-        self.backend.no_padding()
-        return _from_rust(self.backend.encode(text, pair))
+        return self._encode_many([text], None if pair is None else [pair], max_length,
+                                 truncation)[0]
 
     def encode_batch(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                      max_length: int | None = None, truncation: Truncation = "longest_first",
                      padding: Literal["longest", "max_length"] = "longest") -> BatchEncoding:
-        """Encode many inputs in parallel and pad them into int64 [B, S] arrays."""
-        if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
-        self._set_truncation(max_length, truncation)
+        """Encode many inputs in parallel and pad them into int64 [B, S] arrays.
+        The ``encodings`` are unpadded."""
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length")
-        self.backend.enable_padding(pad_id=self.pad_id, pad_token="[PAD]",
-                                    length=max_length if padding == "max_length" else None)
-        inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
-        rust = self.backend.encode_batch(inputs)
+        encodings = self._encode_many(texts, pairs, max_length, truncation)
+        width = max((len(e) for e in encodings), default=0)
+        if padding == "max_length":
+            width = max(width, max_length or 0)
+        ids = np.full((len(encodings), width), self.pad_id, dtype=np.int64)
+        type_ids = np.zeros_like(ids)
+        mask = np.zeros_like(ids)
+        for row, enc in enumerate(encodings):
+            n = len(enc)
+            ids[row, :n], type_ids[row, :n], mask[row, :n] = enc.ids, enc.type_ids, 1
+        return BatchEncoding(ids, type_ids, mask, encodings)
+
+    def _encode_many(self, texts: Sequence[str], pairs: Sequence[str] | None,
+                     max_length: int | None, truncation: Truncation) -> list[Encoding]:
+        """Segments are tokenised apart (in parallel), truncated here, then joined with the
+        special tokens. The Rust engine's own truncation is not used: on a long pair it
+        builds every combination of overflowing windows and can exhaust memory."""
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        self.backend.no_truncation()
         self.backend.no_padding()
-
-        def arr(field: str) -> np.ndarray:
-            rows = [getattr(e, field) for e in rust]
-            return np.array(rows, dtype=np.int64).reshape(len(rust), -1)
-
-        return BatchEncoding(input_ids=arr("ids"), token_type_ids=arr("type_ids"),
-                             attention_mask=arr("attention_mask"),
-                             encodings=[_from_rust(e) for e in rust])
-
-    def _set_truncation(self, max_length: int | None, truncation: Truncation) -> None:
-        if max_length is None or truncation is None:
-            self.backend.no_truncation()
-        else:
-            self.backend.enable_truncation(max_length, strategy=truncation)
+        with _rust_errors():
+            firsts = self.backend.encode_batch(list(texts), add_special_tokens=False)
+            seconds = (self.backend.encode_batch(list(pairs), add_special_tokens=False)
+                       if pairs is not None else [None] * len(firsts))
+        out = []
+        for a, b in zip(firsts, seconds, strict=True):
+            if max_length is not None and truncation is not None:
+                _truncate_pair(a, b, max_length - (3 if b is not None else 2), truncation)
+            out.append(_from_rust(self.backend.post_process(a, b, add_special_tokens=True)))
+        return out
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         """Ids back to text (``##`` pieces joined; lower-casing is not undone)."""
@@ -226,6 +238,56 @@ class BertTokenizer:
         h.update(json.dumps(json.loads(self.backend.normalizer.__getstate__())
                             if self.backend.normalizer else None, sort_keys=True).encode())
         return h.hexdigest()
+
+
+@contextmanager
+def _rust_errors() -> Iterator[None]:
+    """Turn the Rust engine's bare exceptions into TokenizerError."""
+    try:
+        yield
+    except TypeError as err:
+        raise TokenizerError(f"texts must be str: {err}") from None
+    except Exception as err:  # tokenizers raises plain Exception
+        raise TokenizerError(f"tokenizer failed: {err}") from None
+
+
+def _truncate_pair(a: object, b: object | None, budget: int, truncation: str) -> None:
+    """Cut the segments (in place) so that their tokens fit ``budget``.
+
+    ``longest_first`` removes one token at a time from the longer segment (from the second
+    on a tie), as Google's ``_truncate_seq_pair`` does (transformers' Rust path breaks
+    ties towards the first segment, its Python path as Google); ``only_first``/``only_second`` cut
+    only that segment and refuse when it cannot absorb the whole excess."""
+    n_a, n_b = len(a.ids), len(b.ids) if b is not None else 0
+    excess = n_a + n_b - budget
+    if excess <= 0:
+        return
+    if budget < 0:
+        raise TokenizerError("max_length is too small to hold the special tokens")
+    if truncation == "longest_first":
+        # closed form of the one-at-a-time loop: level the longer down, then alternate
+        # (each tie takes from the second segment first)
+        gap = abs(n_a - n_b)
+        level = min(excess, gap)
+        if n_a > n_b:
+            n_a -= level
+        else:
+            n_b -= level
+        rest = excess - level
+        n_b -= rest - rest // 2
+        n_a -= rest // 2
+    else:
+        cut_first = truncation == "only_first" or b is None
+        room = n_a if cut_first else n_b
+        if excess >= room:  # as transformers: a segment may not be cut to nothing
+            raise TokenizerError(
+                f"cannot truncate to the maximum length with '{truncation}': the segment "
+                "that may not be cut is already too long; use 'longest_first' or a larger "
+                "max_length")
+        n_a, n_b = (n_a - excess, n_b) if cut_first else (n_a, n_b - excess)
+    a.truncate(n_a)
+    if b is not None:
+        b.truncate(n_b)
 
 
 def _add_specials(backend: Tokenizer, vocab: dict[str, int]) -> None:
