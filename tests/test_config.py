@@ -1,0 +1,104 @@
+"""BertConfig: validation, presets, the paper's parameter counts, JSON in both formats."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bertforge.config import (
+    BertConfig,
+    ConfigError,
+    parameter_breakdown,
+    preset,
+    preset_names,
+)
+from bertforge.model import BertForPreTraining
+
+
+def test_defaults_are_bert_base():
+    c = BertConfig()
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
+            c.intermediate_size, c.vocab_size) == (12, 768, 12, 3072, 30522)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("num_attention_heads", 7, "not divisible"),
+    ("hidden_size", 0, "hidden_size must be a positive integer"),
+    ("num_hidden_layers", -1, "num_hidden_layers must be a positive integer"),
+    ("hidden_dropout_prob", 1.5, "hidden_dropout_prob"),
+    ("hidden_act", "swish2", "hidden_act"),
+    ("vocab_size", "big", "vocab_size"),
+])
+def test_validation_names_the_field(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        BertConfig(**{field: value})
+
+
+def test_google_grid_and_aliases():
+    names = preset_names()
+    grid = [n for n in names if n.startswith("L-")]
+    assert len(grid) == 24
+    for name in grid:
+        c = preset(name)
+        assert c.num_attention_heads == c.hidden_size // 64
+        assert c.intermediate_size == 4 * c.hidden_size
+        assert name == f"L-{c.num_hidden_layers}_H-{c.hidden_size}"
+    assert preset("tiny") == preset("L-2_H-128")
+    assert preset("mini") == preset("L-4_H-256")
+    assert preset("small") == preset("L-4_H-512")
+    assert preset("medium") == preset("L-8_H-512")
+    large = preset("large")
+    assert (large.num_hidden_layers, large.hidden_size, large.num_attention_heads) == (24, 1024, 16)
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        preset("huge")
+
+
+def test_paper_parameter_counts():
+    base = parameter_breakdown(preset("base"))["total_parameters"]
+    large = parameter_breakdown(preset("large"))["total_parameters"]
+    assert 108e6 < base < 111e6  # the paper's 110M
+    assert 333e6 < large < 337e6  # the paper's 340M (335M counted exactly)
+    h = 768
+    assert parameter_breakdown(preset("base"))["attention_per_layer"] == 4 * h * h + 4 * h
+    assert parameter_breakdown(preset("base"))["feed_forward_per_layer"] == 8 * h * h + 5 * h
+
+
+@pytest.mark.parametrize("name", ["tiny", "mini", "base", "large"])
+def test_breakdown_equals_the_real_model(name):
+    with torch.device("meta"):  # no memory for the big ones
+        model = BertForPreTraining(preset(name))
+    counts = parameter_breakdown(preset(name))
+    assert sum(p.numel() for p in model.parameters()) == counts["total_with_pretraining_heads"]
+    assert sum(p.numel() for p in model.bert.parameters()) == counts["total_parameters"]
+
+
+def test_json_round_trips_hf_and_google(tmp_path):
+    c = preset("mini", vocab_size=5000, hidden_act="gelu_new")
+    c.save(tmp_path / "config.json")
+    c.save(tmp_path / "bert_config.json", google=True)
+    assert BertConfig.from_json_file(tmp_path / "config.json") == c
+    google = json.loads((tmp_path / "bert_config.json").read_text())
+    assert len(google) == 11 and "model_type" not in google
+    assert BertConfig.from_json_file(tmp_path / "bert_config.json") == c
+
+
+def test_transformers_reads_our_config(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    c = preset("tiny", vocab_size=777)
+    c.save(tmp_path / "config.json")
+    theirs = transformers.BertConfig.from_pretrained(tmp_path)
+    assert (theirs.vocab_size, theirs.hidden_size, theirs.num_hidden_layers) == (777, 128, 2)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        BertConfig.from_json_file(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="bad.json"):
+        BertConfig.from_json_file(bad)
+    bad.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="expected a JSON object"):
+        BertConfig.from_json_file(bad)
