@@ -37,25 +37,33 @@ class TokenizerError(ValueError):
     """A vocabulary or tokenizer file is missing or wrong; the message names the file."""
 
 
-@dataclass
 class Encoding:
-    """One encoded input: ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]``.
+    """One encoded input: ``[CLS] A [SEP]`` or ``[CLS] A [SEP] B [SEP]`` (a thin view of
+    the Rust engine's encoding; fields are read on access).
 
     ``offsets`` are (start, end) character offsets into the original text of the segment
     the token came from (``sequence_ids`` says which: 0 = A, 1 = B, None = special).
     """
 
-    ids: list[int]
-    type_ids: list[int]
-    tokens: list[str]
-    offsets: list[tuple[int, int]]
-    attention_mask: list[int]
-    special_tokens_mask: list[int]
-    word_ids: list[int | None]
-    sequence_ids: list[int | None]
+    __slots__ = ("_enc",)
+
+    def __init__(self, rust_encoding: object) -> None:
+        self._enc = rust_encoding
+
+    ids = property(lambda self: self._enc.ids, doc="token ids, list[int]")
+    type_ids = property(lambda self: self._enc.type_ids, doc="segment ids (0 = A, 1 = B)")
+    tokens = property(lambda self: self._enc.tokens, doc="WordPiece tokens")
+    offsets = property(lambda self: self._enc.offsets, doc="(start, end) character offsets")
+    attention_mask = property(lambda self: self._enc.attention_mask)
+    special_tokens_mask = property(lambda self: self._enc.special_tokens_mask)
+    word_ids = property(lambda self: self._enc.word_ids, doc="word index per token or None")
+    sequence_ids = property(lambda self: self._enc.sequence_ids, doc="0, 1 or None")
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self._enc.ids)
+
+    def __repr__(self) -> str:
+        return f"Encoding(tokens={self.tokens!r})"
 
 
 @dataclass
@@ -69,14 +77,6 @@ class BatchEncoding:
 
     def __len__(self) -> int:
         return len(self.encodings)
-
-
-def _from_rust(enc: object) -> Encoding:
-    return Encoding(ids=list(enc.ids), type_ids=list(enc.type_ids), tokens=list(enc.tokens),
-                    offsets=[tuple(o) for o in enc.offsets],
-                    attention_mask=list(enc.attention_mask),
-                    special_tokens_mask=list(enc.special_tokens_mask),
-                    word_ids=list(enc.word_ids), sequence_ids=list(enc.sequence_ids))
 
 
 class BertTokenizer:
@@ -194,23 +194,34 @@ class BertTokenizer:
 
     def _encode_many(self, texts: Sequence[str], pairs: Sequence[str] | None,
                      max_length: int | None, truncation: Truncation) -> list[Encoding]:
-        """Segments are tokenised apart (in parallel), truncated here, then joined with the
-        special tokens. The Rust engine's own truncation is not used: on a long pair it
-        builds every combination of overflowing windows and can exhaust memory."""
+        """Everything is encoded in one parallel call; inputs over ``max_length`` are then
+        re-encoded segment by segment, cut here and joined with the special tokens. The
+        Rust engine's own truncation is not used: on a long pair it builds every
+        combination of overflowing windows and can exhaust memory."""
         if pairs is not None and len(pairs) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
         self.backend.no_truncation()
         self.backend.no_padding()
+        inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
         with _rust_errors():
-            firsts = self.backend.encode_batch(list(texts), add_special_tokens=False)
-            seconds = (self.backend.encode_batch(list(pairs), add_special_tokens=False)
-                       if pairs is not None else [None] * len(firsts))
-        out = []
-        for a, b in zip(firsts, seconds, strict=True):
-            if max_length is not None and truncation is not None:
-                _truncate_pair(a, b, max_length - (3 if b is not None else 2), truncation)
-            out.append(_from_rust(self.backend.post_process(a, b, add_special_tokens=True)))
+            encoded = self.backend.encode_batch(inputs)
+        out = [Encoding(e) for e in encoded]
+        if max_length is None or truncation is None:
+            return out
+        for i, enc in enumerate(encoded):  # only the inputs that are too long are redone
+            if len(enc.ids) > max_length:
+                out[i] = self._truncated(texts[i], None if pairs is None else pairs[i],
+                                         max_length, truncation)
         return out
+
+    def _truncated(self, text: str, pair: str | None, max_length: int,
+                   truncation: str) -> Encoding:
+        with _rust_errors():
+            a = self.backend.encode(text, add_special_tokens=False)
+            b = None if pair is None else self.backend.encode(pair, add_special_tokens=False)
+        _truncate_pair(a, b, max_length - (3 if b is not None else 2), truncation)
+        return Encoding(self.backend.post_process(a, b, add_special_tokens=True))
+
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         """Ids back to text (``##`` pieces joined; lower-casing is not undone)."""
