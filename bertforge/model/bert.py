@@ -31,6 +31,32 @@ class BertOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # L of [B, N, S, S], post-softmax
 
 
+@dataclass
+class Unpadded:
+    """Where the T real tokens of a padded [B, S] batch sit: ``index`` [T] into B*S.
+
+    Linear layers, LayerNorm and the activation run on [T, H] (padding costs nothing
+    there); only attention, which needs the [B, S] layout, sees the padding again.
+    """
+
+    index: torch.Tensor  # [T], int64 positions of real tokens in the flattened batch
+    batch: int
+    seq_len: int
+
+    @classmethod
+    def from_mask(cls, attention_mask: torch.Tensor) -> Unpadded:
+        b, s = attention_mask.shape
+        return cls(attention_mask.flatten().nonzero().squeeze(1), b, s)
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(0, 1).index_select(0, self.index)  # [B, S, ...] -> [T, ...]
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(self.batch * self.seq_len, *x.shape[1:])
+        out.index_copy_(0, self.index, x)
+        return out.view(self.batch, self.seq_len, *x.shape[1:])  # [T, ...] -> [B, S, ...]
+
+
 def activation(name: str) -> nn.Module:
     """BERT's activations. ``gelu`` is exact (erf); ``gelu_new`` is Google's tanh form."""
     if name == "gelu":
@@ -73,22 +99,28 @@ class SelfAttention(nn.Module):
         self.dropout_p = config.attention_probs_dropout_prob
         self.is_causal = config.is_causal
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
-                want_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: [B, S, H]; mask: bool [B, 1, 1|S, S], True where a query may look."""
-        b, s, h = x.shape
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
+                unpadded: Unpadded | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: [B, S, H], or [T, H] with ``unpadded``; mask: bool [B, 1, 1|S, S], True
+        where a query may look. The output has the layout of x."""
+        relayout = unpadded.pad if unpadded is not None else (lambda t: t)
 
         def heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(b, s, self.num_heads, -1).transpose(1, 2)  # [B, S, H] -> [B, N, S, D]
+            t = relayout(t)  # [T, H] -> [B, S, H] when unpadded
+            b, s, _ = t.shape
+            return t.view(b, s, self.num_heads, -1).transpose(1, 2)  # -> [B, N, S, D]
 
         q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        b, _, s, _ = q.shape
         dropout_p = self.dropout_p if self.training else 0.0
         if want_probs:  # the explicit path, only to hand probabilities back
             context, probs = _attention_with_probs(q, k, v, mask, dropout_p)
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
             probs = None
-        context = context.transpose(1, 2).reshape(b, s, h)  # [B, N, S, D] -> [B, S, H]
+        context = context.transpose(1, 2).reshape(b, s, -1)  # [B, N, S, D] -> [B, S, H]
+        if unpadded is not None:
+            context = unpadded.unpad(context)  # [B, S, H] -> [T, H]
         return self.o(context), probs
 
 
@@ -127,9 +159,9 @@ class Layer(nn.Module):
         self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None,
-                want_probs: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attn(x, mask, want_probs)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
+                unpadded: Unpadded | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attn(x, mask, want_probs, unpadded)
         x = self.attn_norm(x + self.dropout(attended))
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))
         return x, probs
@@ -171,6 +203,7 @@ class BertModel(nn.Module):
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.num_hidden_layers))
         self.pooler = Pooler(config) if add_pooler else None
+        self.unpad = True  # drop padding before the first layer (same function, less work)
         self.apply(lambda m: init_weights(m, config.initializer_range))
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
@@ -185,11 +218,19 @@ class BertModel(nn.Module):
             token_type_ids = torch.zeros_like(input_ids)
         mask = attention_mask_4d(attention_mask, seq_len, self.config.is_causal, input_ids.device)
         x = self.embeddings(input_ids, token_type_ids)
+        # Unpad when there is padding and nobody asked for per-layer [B, S, ...] outputs.
+        unpadded = None
+        if self.unpad and mask is not None and attention_mask is not None and not (
+                output_hidden_states or output_attentions):
+            unpadded = Unpadded.from_mask(attention_mask)
+            x = unpadded.unpad(x)  # [B, S, H] -> [T, H]
         hidden, attentions = [x], []
         for layer in self.layers:
-            x, probs = layer(x, mask, output_attentions)
+            x, probs = layer(x, mask, output_attentions, unpadded)
             hidden.append(x)
             attentions.append(probs)
+        if unpadded is not None:
+            x = unpadded.pad(x)  # [T, H] -> [B, S, H], zeros at padding
         return BertOutput(
             last_hidden_state=x,
             pooler_output=self.pooler(x) if self.pooler is not None else None,

@@ -56,9 +56,10 @@ def test_ours_to_transformers_no_missing_keys_same_outputs(tmp_path):
     assert not info["missing_keys"] and not info["unexpected_keys"]
     assert not info["mismatched_keys"]
     theirs.eval()
+    real = inputs()["attention_mask"].bool()
     with torch.no_grad():
         a, b = ours(**inputs()), theirs(**inputs())
-    torch.testing.assert_close(a.prediction_logits, b.prediction_logits)
+    torch.testing.assert_close(a.prediction_logits[real], b.prediction_logits[real])
     torch.testing.assert_close(a.seq_relationship_logits, b.seq_relationship_logits)
     # the same tensor names transformers itself writes
     theirs.save_pretrained(tmp_path / "hf")
@@ -75,17 +76,18 @@ def test_transformers_to_ours(tmp_path):
     theirs.save_pretrained(tmp_path)
     ours = BertForPreTraining.from_pretrained(str(tmp_path))
     assert not ours.training
+    real = inputs()["attention_mask"].bool()
     with torch.no_grad():
         a, b = ours(**inputs()), theirs(**inputs())
-    torch.testing.assert_close(a.prediction_logits, b.prediction_logits)
+    torch.testing.assert_close(a.prediction_logits[real], b.prediction_logits[real])
     # a bare BertModel from the same pre-training checkpoint, and from a BertModel save
     encoder = BertModel.from_pretrained(str(tmp_path))
     theirs.bert.save_pretrained(tmp_path / "bare")
     bare = BertModel.from_pretrained(str(tmp_path / "bare"))
     with torch.no_grad():
-        want = theirs.bert(**inputs()).last_hidden_state
-        torch.testing.assert_close(encoder(**inputs()).last_hidden_state, want)
-        torch.testing.assert_close(bare(**inputs()).last_hidden_state, want)
+        want = theirs.bert(**inputs()).last_hidden_state[real]
+        torch.testing.assert_close(encoder(**inputs()).last_hidden_state[real], want)
+        torch.testing.assert_close(bare(**inputs()).last_hidden_state[real], want)
 
 
 def test_pytorch_model_bin_and_legacy_gamma_beta_names(tmp_path):

@@ -131,3 +131,42 @@ def test_padding_does_not_change_real_tokens():
         a = model(ids).last_hidden_state
         b = model(padded, attention_mask=mask).last_hidden_state[:, :7]
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_unpadded_path_computes_the_same_function(causal):
+    """Dropping padding before the first layer changes nothing at real tokens (fp32, 1e-5);
+    padded positions come back as zeros."""
+    torch.manual_seed(0)
+    model = BertForPreTraining(tiny_config(is_causal=causal)).eval()
+    ids, types, mask = batch(seed=7)
+    positions = torch.tensor([[1, 2, 3], [4, 5, 6], [1, 2, 3]])
+    with torch.no_grad():
+        fast = model(ids, types, mask, masked_positions=positions)
+        model.bert.unpad = False
+        slow = model(ids, types, mask, masked_positions=positions)
+    torch.testing.assert_close(fast.prediction_logits, slow.prediction_logits,
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.seq_relationship_logits, slow.seq_relationship_logits,
+                               atol=1e-5, rtol=1e-5)
+    model.bert.unpad = True
+    with torch.no_grad():
+        hidden = model.bert(ids, types, mask).last_hidden_state
+    assert torch.count_nonzero(hidden[~mask.bool()]) == 0
+
+
+def test_unpadded_training_step_matches_gradients():
+    torch.manual_seed(0)
+    model = BertForPreTraining(tiny_config())
+    ids, types, mask = batch(seed=8)
+    labels = torch.where(torch.rand(ids.shape) < 0.3, ids, -100) * mask - 100 * (1 - mask)
+    grads = []
+    for unpad in (True, False):
+        model.zero_grad()
+        model.bert.unpad = unpad
+        model(ids, types, mask, labels=labels).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()
+                      if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 30
+    for name, g in grads[0].items():
+        torch.testing.assert_close(g, grads[1][name], atol=1e-5, rtol=1e-4, msg=name)
