@@ -18,7 +18,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
-def need_data(*parts: str) -> Path:
+def need_data(*parts: str) -> Path:  # noqa: D103
     """The path under ../shared/data, or skip the test saying what is missing."""
     path = DATA.joinpath(*parts)
     if not path.exists():

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("bertforge.cli.tokenizer", "train or apply a WordPiece tokenizer"),
     "convert": ("bertforge.cli.convert", "convert checkpoints (Google TF, Hugging Face)"),
     "demo": ("bertforge.cli.demo", "the end-to-end demonstration"),
+    "bench": ("bertforge.cli.bench", "speed against transformers on the same real batches"),
 }
 
 

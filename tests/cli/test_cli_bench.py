@@ -1,0 +1,44 @@
+"""``bertforge bench`` produces its report (figures themselves belong in bench/RESULTS.md)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _helpers import need_data
+
+from bertforge.cli.bench import make_batches, useful_flops
+from bertforge.cli.main import main
+from bertforge.config import preset
+from bertforge.tokenization import load_tokenizer
+
+pytest.importorskip("transformers")
+
+
+@pytest.mark.parametrize("mode", ["inference", "pretrain", "finetune"])
+def test_bench_report_fields(mode, capsys):
+    need_data("glue", "MRPC")
+    code = main(["bench", mode, "--preset", "tiny", "--seq-len", "64", "--batch-size", "4",
+                 "--steps", "1", "--warmup", "1", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    for name in ("bertforge", "transformers"):
+        assert report[name]["real_tokens_per_s"] > 0
+        assert 0 < report[name]["mfu"] < 1.5
+    assert report["real_tokens"] > 0 and 0 <= report["pad_fraction"] < 1
+
+
+def test_pretrain_batches_follow_the_masking_rule():
+    tok = load_tokenizer(need_data("vocab", "bert_uncased_en_vocab.txt"))
+    need_data("corpus-en-books")
+    batches = make_batches(tok, "pretrain", 128, 16, 3, seed=0, data=need_data())
+    for b in batches:
+        lengths = b["attention_mask"].sum(1)
+        masked = (b["masked_labels"] != -100).sum(1)
+        want = torch.clamp(torch.round(lengths * 0.15), 1, 20)
+        assert torch.equal(masked, want.long())
+        rows = torch.arange(len(lengths))[:, None]
+        picked = b["input_ids"][rows, b["masked_positions"]][b["masked_labels"] != -100]
+        assert torch.all(picked == tok.mask_id)
+    assert useful_flops(preset("tiny"), batches, "pretrain") > 0
