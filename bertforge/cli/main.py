@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("bertforge.cli.convert", "convert checkpoints (Google TF, Hugging Face)"),
     "demo": ("bertforge.cli.demo", "the end-to-end demonstration"),
     "bench": ("bertforge.cli.bench", "speed against transformers on the same real batches"),
+    "data": ("bertforge.cli.data", "build, inspect and export pre-training data"),
 }
 
 
