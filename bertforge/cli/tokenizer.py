@@ -17,11 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--out", metavar="DIR", default=None)
     train.add_argument("--cased", action="store_true", help="keep case and accents")
     train.add_argument("--min-frequency", type=int, default=2)
+    train.add_argument("--config", metavar="FILE.yaml", help="YAML file of option values")
+    train.set_defaults(_parser=train)
     enc = sub.add_parser("encode", help="print tokens and ids, one JSON object per line")
     enc.add_argument("--tokenizer", metavar="DIR", default=None,
                      help="directory with tokenizer.json or vocab.txt")
     enc.add_argument("--input", metavar="FILE", help="one text per line ('A ||| B' for pairs)")
     enc.add_argument("text", nargs="*", help="texts to encode")
+    enc.add_argument("--config", metavar="FILE.yaml", help="YAML file of option values")
+    enc.set_defaults(_parser=enc)
 
 
 def expand_paths(specs: list[str]) -> list[Path]:

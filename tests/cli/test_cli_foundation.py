@@ -71,8 +71,9 @@ def test_yaml_config_with_flag_override(tmp_path, capsys):
 def test_tokenizer_train_and_encode(tmp_path, capsys):
     books = sorted(need_data("corpus-en-books", "Austen_Jane").glob("*.txt"))[:2]
     out = tmp_path / "tok"
-    assert main(["tokenizer", "train", "--corpus", *map(str, books), "--vocab-size", "3000",
-                 "--out", str(out)]) == 0
+    cfg = tmp_path / "tok.yaml"
+    cfg.write_text(f"vocab_size: 3000\nout: {out}\n")
+    assert main(["tokenizer", "train", "--corpus", *map(str, books), "--config", str(cfg)]) == 0
     vocab = (out / "vocab.txt").read_text(encoding="utf-8").splitlines()
     assert vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     assert 2500 < len(vocab) <= 3000
