@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bertforge.cli.demo", "the end-to-end demonstration"),
     "bench": ("bertforge.cli.bench", "speed against transformers on the same real batches"),
     "data": ("bertforge.cli.data", "build, inspect and export pre-training data"),
+    "finetune": ("bertforge.cli.finetune", "fine-tune on GLUE, your data, SQuAD, NER, SWAG"),
+    "evaluate": ("bertforge.cli.evaluate", "score a fine-tuned model on dev data"),
+    "predict": ("bertforge.cli.predict", "predictions of a fine-tuned model"),
+    "pretrain": ("bertforge.cli.pretrain", "pre-train BERT (MLM + NSP/SOP, or LTR)"),
 }
 
 
