@@ -293,8 +293,9 @@ class BiLSTMHead(nn.Module):
 
     def __init__(self, config: BertConfig, lstm_size: int) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(last_layers(config) * config.hidden_size, lstm_size, num_layers=2, batch_first=True,
-                            bidirectional=True, dropout=config.hidden_dropout_prob)
+        self.lstm = nn.LSTM(last_layers(config) * config.hidden_size, lstm_size, num_layers=2,
+                            batch_first=True, bidirectional=True,
+                            dropout=config.hidden_dropout_prob)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(2 * lstm_size, config.num_labels)
         init_weights(self.classifier, config.initializer_range)
@@ -345,10 +346,10 @@ class BertFeatureTagger(nn.Module):
         """The encoder from ``path``; the head from ``tagger_head.safetensors`` if present."""
         from safetensors.torch import load_file
 
-        from bertforge.interop.checkpoint import CheckpointError, load_pretrained
-        encoder = load_pretrained(BertModel, path, **overrides)
-        model = cls(encoder.config)
-        model.bert.load_state_dict(encoder.state_dict(), strict=False)
+        from bertforge.interop.checkpoint import CheckpointError, load_state, read_checkpoint
+        ckpt = read_checkpoint(path)
+        model = cls(ckpt.config.replace(**overrides) if overrides else ckpt.config)
+        load_state(model.bert, ckpt, strict=True)
         head_file = Path(path) / cls.HEAD_FILE
         if head_file.is_file():
             try:

@@ -1,0 +1,47 @@
+"""``bertforge evaluate TASK --model FINETUNED --out DIR``: score a fine-tuned model on dev.
+
+Takes the same data options as ``bertforge finetune`` (no training file needed: the label
+map comes from the model's ``config.json``). Writes ``eval_results.json`` and the task's
+prediction files into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from bertforge.cli.finetune import add_data_arguments, need, task_factory
+from bertforge.training.finetune import predict_rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+
+
+def run(args: argparse.Namespace) -> int:
+    need(args, "model", "out")
+    started = time.perf_counter()
+    task = task_factory(args, training=False)()
+    model = task.model.to(args.device).eval()
+
+    def predict(rows: list) -> dict:
+        return predict_rows(model, rows, args.batch_size, args.device, task.pad_id,
+                            args.precision)
+
+    result = task.evaluate(model, predict)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"task": task.name, "model": str(args.model), **result.metrics,
+               "seconds": round(time.perf_counter() - started, 2)}
+    (out / "eval_results.json").write_text(json.dumps(summary, indent=2) + "\n",
+                                           encoding="utf-8")
+    if task.write_predictions is not None:
+        task.write_predictions(out, result)
+    print(" ".join(f"{k}={v:.4f}" for k, v in result.metrics.items()
+                   if isinstance(v, float)))
+    return 0
