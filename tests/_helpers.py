@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 VOCABS = DATA / "vocab"
 
-# Keep tests on 2 cores quiet and deterministic.
+# Set before torch loads (conftest imports this module first): OpenMP threads that spin
+# while waiting are 10x slower when pytest's subprocesses share the 2 cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
