@@ -19,12 +19,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("bertforge.cli.tokenizer", "train or apply a WordPiece tokenizer"),
     "convert": ("bertforge.cli.convert", "convert checkpoints (Google TF, Hugging Face)"),
     "demo": ("bertforge.cli.demo", "the end-to-end demonstration"),
-    "bench": ("bertforge.cli.bench", "speed against transformers on the same real batches"),
-    "data": ("bertforge.cli.data", "build, inspect and export pre-training data"),
     "finetune": ("bertforge.cli.finetune", "fine-tune on GLUE, your data, SQuAD, NER, SWAG"),
     "evaluate": ("bertforge.cli.evaluate", "score a fine-tuned model on dev data"),
     "predict": ("bertforge.cli.predict", "predictions of a fine-tuned model"),
+    "bench": ("bertforge.cli.bench", "speed against transformers on the same real batches"),
+    "data": ("bertforge.cli.data", "build, inspect and export pre-training data"),
     "pretrain": ("bertforge.cli.pretrain", "pre-train BERT (MLM + NSP/SOP, or LTR)"),
+    "fill-mask": ("bertforge.cli.fill_mask", "top-k tokens for each [MASK] in a text"),
+    "embed": ("bertforge.cli.embed", "sentence embeddings to .npy, .safetensors or JSONL"),
+    "extract": ("bertforge.cli.extract", "per-token features of chosen layers (feature-based)"),
+    "export": ("bertforge.cli.export", "export a model to ONNX, checked under onnxruntime"),
+    "serve": ("bertforge.cli.serve", "an HTTP JSON server: embed, fill-mask, predict"),
 }
 
 
