@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 from tqdm import tqdm
 
 from bertforge.inference.common import InferenceError
@@ -24,7 +22,6 @@ from bertforge.tokenization import BertTokenizer, Encoding
 
 CHUNK = 4096  # inputs tokenised and sorted together; bounds memory on huge files
 PROGRESS_MIN = 512  # inputs from which a progress bar appears (when wanted)
-UNPAD_ABOVE = 0.1  # padding share above which the encoder's unpadding pays for itself
 
 
 @dataclass
@@ -132,24 +129,6 @@ def iter_batches(encodings: Sequence[Encoding], batch_size: int, pad_id: int,
     lengths = [len(e) for e in encodings]
     for indices in sorted_batches(lengths, batch_size, max_tokens):
         yield collate(encodings, indices, pad_id, device)
-
-
-@contextmanager
-def unpad_when_worth_it(encoder: nn.Module, batch: Batch) -> Iterator[None]:
-    """Let the encoder drop padding only for batches with more than ``UNPAD_ABOVE`` of it.
-
-    Unpadding gathers and scatters the tokens around every attention call, about 10% of
-    MiniLM's time on CPU; a length-sorted batch usually carries less padding than that
-    costs. An encoder whose ``unpad`` is already off stays off."""
-    wanted = getattr(encoder, "unpad", None)
-    if wanted is None:
-        yield
-        return
-    encoder.unpad = wanted and batch.padding_fraction > UNPAD_ABOVE
-    try:
-        yield
-    finally:
-        encoder.unpad = wanted
 
 
 def chunks(n: int, size: int = CHUNK) -> Iterator[range]:

@@ -16,7 +16,6 @@ from bertforge.inference.batching import (
     as_list,
     encode_inputs,
     iter_batches,
-    unpad_when_worth_it,
 )
 from bertforge.inference.common import (
     InferenceError,
@@ -75,9 +74,8 @@ class TextClassifier:
         out: list[dict] = [{} for _ in texts]
         with torch.inference_mode():
             for batch in iter_batches(encodings, batch_size, self.tokenizer.pad_id, self.device):
-                with unpad_when_worth_it(self.model.bert, batch):
-                    logits = self.model(batch.input_ids, batch.token_type_ids,
-                                        batch.attention_mask).logits.float().cpu()  # [B, K]
+                logits = self.model(batch.input_ids, batch.token_type_ids,
+                                    batch.attention_mask).logits.float().cpu()  # [B, K]
                 for row, i in enumerate(batch.indices):
                     out[i] = self._describe(logits[row])
         return out

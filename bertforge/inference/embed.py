@@ -24,7 +24,6 @@ from bertforge.inference.batching import (
     encode_inputs,
     iter_batches,
     progress_bar,
-    unpad_when_worth_it,
 )
 from bertforge.inference.common import (
     InferenceError,
@@ -159,9 +158,8 @@ class Embedder:
         encodings, truncated = encode_inputs(self.tokenizer, texts, pairs, self.max_length)
         out = torch.empty(len(texts), self.dimension, dtype=torch.float32)
         for batch in iter_batches(encodings, batch_size, self.tokenizer.pad_id, self.device):
-            with unpad_when_worth_it(self.model, batch):
-                hidden = self.model(batch.input_ids, batch.token_type_ids,
-                                    batch.attention_mask).last_hidden_state  # [B, S, H]
+            hidden = self.model(batch.input_ids, batch.token_type_ids,
+                                batch.attention_mask).last_hidden_state  # [B, S, H]
             vectors = pool(hidden, batch.attention_mask, self.pooling).float()
             if self.normalize:
                 vectors = F.normalize(vectors, dim=-1)

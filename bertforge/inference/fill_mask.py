@@ -18,7 +18,6 @@ from bertforge.inference.batching import (
     as_list,
     encode_inputs,
     iter_batches,
-    unpad_when_worth_it,
 )
 from bertforge.inference.common import (
     InferenceError,
@@ -134,9 +133,8 @@ class FillMask:
 
     def _predict(self, batch: Batch, top_k: int) -> dict[int, list[list[MaskPrediction]]]:
         """Run one batch; {row: per-mask candidate lists}."""
-        with unpad_when_worth_it(self.encoder, batch):
-            hidden = self.encoder(batch.input_ids, batch.token_type_ids,
-                                  batch.attention_mask).last_hidden_state  # [B, S, H]
+        hidden = self.encoder(batch.input_ids, batch.token_type_ids,
+                              batch.attention_mask).last_hidden_state  # [B, S, H]
         where = batch.input_ids == self.mask_id  # [B, S]
         logits = self.head(hidden[where], self.encoder.embeddings.word_embeddings.weight)
         probs = logits.float().softmax(-1)  # [M, V]
