@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "bert_model.ckpt.*, vocab.txt) or a Hugging Face directory")
     parser.add_argument("--to", dest="target", metavar="DIR", default=None,
                         help="output directory: config.json, model.safetensors, vocab.txt, "
-                             "tokenizer.json")
+                             "tokenizer.json; or FILE.onnx for ONNX (checked under "
+                             "onnxruntime, as 'bertforge export')")
     case = parser.add_mutually_exclusive_group()
     case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
                       help="the vocabulary is uncased (default: guessed from the vocab)")
@@ -24,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from bertforge.model import BertForPreTraining, BertModel
 
     if not args.source or not args.target:
-        raise ValueError("convert needs --from DIR and --to DIR")
+        raise ValueError("convert needs --from DIR and --to DIR (or --to FILE.onnx)")
+    if str(args.target).endswith(".onnx"):
+        return _to_onnx(args.source, args.target)
     if Path(args.target).resolve() == Path(args.source).resolve():
         raise ValueError("--to must differ from --from: converting in place could lose the "
                          "original")
@@ -38,6 +41,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"converted {ckpt.format} checkpoint {args.source} -> {args.target} "
           f"({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
           f"parameters{dropped})")
+    return 0
+
+
+def _to_onnx(source: str, target: str) -> int:
+    """The model as ONNX with dynamic batch/sequence axes, checked under onnxruntime."""
+    from bertforge.inference.onnx_export import export_onnx
+
+    report = export_onnx(source, target)
+    print(f"exported {report.architecture} {source} -> {target} (outputs "
+          f"{', '.join(report.outputs)}; max |onnxruntime - torch| = {report.max_abs_diff:.1e})")
     return 0
 
 

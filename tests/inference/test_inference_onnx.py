@@ -54,3 +54,12 @@ def test_classifier_export(tiny_classifier_dir: Path, tmp_path: Path) -> None:
 def test_bad_output_name(minilm_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["export", "--model", str(minilm_dir), "--out", str(tmp_path / "m.bin")]) == 2
     assert "must end in .onnx" in capsys.readouterr().err
+
+
+def test_convert_to_onnx_spelling(tiny_classifier_dir: Path, tmp_path: Path,
+                                  capsys: pytest.CaptureFixture) -> None:
+    """The issue's spelling, ``bertforge convert --to FILE.onnx``, runs the same export."""
+    assert main(["convert", "--from", str(tiny_classifier_dir), "--to",
+                 str(tmp_path / "clf.onnx")]) == 0
+    assert "BertForSequenceClassification" in capsys.readouterr().out
+    assert (tmp_path / "clf.onnx").stat().st_size > 0
