@@ -47,19 +47,6 @@ def expand_paths(specs: list[str]) -> list[Path]:
     return out
 
 
-def read_utf8_lines(path: Path) -> list[str]:
-    """The lines of a UTF-8 text file; a clear error naming the file and line otherwise."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: input file not found")
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ValueError(f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[err.start]:02x});"
-                         " convert the file to UTF-8, e.g. iconv -f latin1 -t utf-8") from None
-
-
 def run(args: argparse.Namespace) -> int:
     if args.action == "train":
         return _train(args)
@@ -85,13 +72,14 @@ def _train(args: argparse.Namespace) -> int:
 
 def _encode(args: argparse.Namespace) -> int:
     from bertforge.tokenization import load_tokenizer
+    from bertforge.tokenization.io import read_utf8_lines
 
     if not args.tokenizer:
         raise ValueError("tokenizer encode needs --tokenizer DIR")
     tok = load_tokenizer(args.tokenizer)
     lines = list(args.text)
     if args.input:
-        lines += read_utf8_lines(Path(args.input))
+        lines += read_utf8_lines(args.input, ValueError)
     for line in lines:
         a, _, b = line.partition(" ||| ")
         enc = tok.encode(a, b or None)

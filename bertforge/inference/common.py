@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from bertforge.config import BertConfig
+from bertforge.tokenization.io import read_utf8_lines
 
 PAIR_SEPARATOR = " ||| "
 HARD_MAX_LENGTH = 512  # BERT's position table; never encode longer even when config allows
@@ -49,22 +50,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     """The lines of a UTF-8 text file (no line endings; a final newline adds no line).
 
     Invalid UTF-8 raises InferenceError naming the file, line and column."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: input file not found")
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-        raise InferenceError(f"{path}:{line}:{column}: not valid UTF-8 (byte "
-                             f"0x{data[err.start]:02x}); re-save the file as UTF-8") from None
-    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first line
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return read_utf8_lines(path, InferenceError)
 
 
 def split_pairs(lines: list[str]) -> tuple[list[str], list[str | None] | None]:

@@ -19,21 +19,33 @@ from bertforge.tokenization.wordpiece import (
 )
 
 
+def read_utf8_lines(path: str | os.PathLike, error: type[Exception] = TokenizerError
+                    ) -> list[str]:
+    """The lines of a UTF-8 text file: no line endings, no byte-order mark, and a final
+    newline adds no line. Invalid UTF-8 raises ``error`` as ``FILE:LINE:COLUMN: …``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: input file not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise error(f"{path}:{line}:{column}: not valid UTF-8 (byte 0x{data[err.start]:02x});"
+                    " re-save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
 def read_vocab(path: str | os.PathLike) -> list[str]:
     """Google's ``vocab.txt``: one token per line, line number = id (whitespace stripped)."""
     path = Path(path)
     if not path.is_file():
         raise TokenizerError(f"{path}: vocabulary file not found")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise TokenizerError(f"{path}: line {line}: not valid UTF-8; a vocab.txt is UTF-8 "
-                             "text with one token per line") from None
-    tokens = [line.strip() for line in text.split("\n")]
-    if tokens and tokens[-1] == "":
-        tokens.pop()  # the final newline
+    tokens = [line.strip() for line in read_utf8_lines(path)]
     if not tokens:
         raise TokenizerError(f"{path}: the vocabulary is empty")
     if "[UNK]" not in tokens:

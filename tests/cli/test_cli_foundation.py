@@ -95,13 +95,13 @@ def test_tokenizer_errors(tmp_path):
     bad = tmp_path / "vocab.txt"
     bad.write_bytes(b"[PAD]\n[UNK]\n\xff\xfe\n")
     r = run_cli("tokenizer", "encode", "--tokenizer", str(tmp_path), "hello")
-    assert r.returncode == 2 and "line 3: not valid UTF-8" in r.stderr
+    assert r.returncode == 2 and "vocab.txt:3:1: not valid UTF-8" in r.stderr
     text = tmp_path / "input.txt"
     text.write_bytes("fine line\ncaf\xe9 in latin-1\n".encode("latin-1"))
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\nfine\nline\n")
     r = run_cli("tokenizer", "encode", "--tokenizer", str(tmp_path / "ok"), "--input", str(text))
-    assert r.returncode == 2 and "input.txt: line 2: not valid UTF-8" in r.stderr
+    assert r.returncode == 2 and "input.txt:2:4: not valid UTF-8" in r.stderr
     bad.write_text("a\nb\n")
     r = run_cli("tokenizer", "encode", "--tokenizer", str(tmp_path), "hello")
     assert r.returncode == 2 and "no [UNK]" in r.stderr
