@@ -180,14 +180,20 @@ class Pooler(nn.Module):
         return torch.tanh(self.dense(hidden[:, 0]))  # [B, S, H] -> [B, H]
 
 
+def _tracing() -> bool:
+    """True under torch.compile or export, where data-dependent shortcuts must not run."""
+    return torch.compiler.is_compiling() or torch.compiler.is_exporting()
+
+
 def attention_mask_4d(attention_mask: torch.Tensor | None, seq_len: int,
                       is_causal: bool, device: torch.device) -> torch.Tensor | None:
     """Boolean mask for SDPA: [B, S] padding mask -> [B, 1, 1, S] (or [B, 1, S, S] if causal).
 
-    Returns None when nothing is masked, so SDPA may take its fastest kernel.
+    Returns None when nothing is masked, so SDPA may take its fastest kernel (a look at the
+    data that traced code skips: ``torch.compile`` and ONNX export always get the mask).
     """
     mask = None
-    if attention_mask is not None and not bool(attention_mask.all()):
+    if attention_mask is not None and (_tracing() or not bool(attention_mask.all())):
         mask = attention_mask.bool()[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
     if is_causal:
         causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
@@ -225,7 +231,7 @@ class BertModel(nn.Module):
         # for per-layer [B, S, ...] outputs.
         unpadded = None
         if self.unpad and mask is not None and attention_mask is not None and not (
-                output_hidden_states or output_attentions) and float(
+                output_hidden_states or output_attentions or _tracing()) and float(
                 attention_mask.float().mean()) < 1 - UNPAD_MIN_PADDING:
             unpadded = Unpadded.from_mask(attention_mask)
             x = unpadded.unpad(x)  # [B, S, H] -> [T, H]
