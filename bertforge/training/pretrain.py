@@ -308,7 +308,7 @@ class PreTrainer:
     def run(self) -> PretrainResult:
         cfg, p = self.cfg, self.progress
         self._start, self._last_save = time.monotonic(), time.monotonic()
-        self._elapsed0, self._tokens0 = p.elapsed, p.tokens
+        self._elapsed0, self._tokens0, self._step0 = p.elapsed, p.tokens, p.step
         bar = make_bar(cfg.max_steps, p.step, cfg.progress and self.info.is_main)
         window = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
         window_steps, last = 0, {}
@@ -453,7 +453,18 @@ class PreTrainer:
             record |= self.evaluate()
         self.log.write(record)
         bar.set_postfix(loss=f"{s['loss']:.3f}", tok_s=f"{rate:,.0f}", refresh=False)
+        self._fit_bar_to_time(bar)
         return record
+
+    def _fit_bar_to_time(self, bar: Any) -> None:
+        """With --max-time, the bar's total is the steps the time left allows at the
+        current pace (capped by --max-steps), so its ETA is the real one."""
+        if self.cfg.max_time is None or getattr(bar, "disable", True):
+            return
+        done = self.progress.step - self._step0
+        pace = done / max(time.monotonic() - self._start, 1e-9)  # steps per second
+        left = max(60.0 * self.cfg.max_time - self._elapsed(), 0.0)
+        bar.total = min(self.cfg.max_steps, self.progress.step + int(pace * left))
 
     def _elapsed(self) -> float:
         """Seconds of training in this run, earlier processes included."""
