@@ -219,22 +219,11 @@ FILL_SENTENCES = ("this movie was [MASK] and i loved every minute of it .",
 
 def fill_examples(model_dir: Path) -> list[tuple[str, list[str]]]:
     """Top-5 fills of new sentences by the pre-trained model."""
-    import torch
+    from bertforge.inference.fill_mask import FillMask
 
-    from bertforge.model import BertForPreTraining
-    from bertforge.tokenization import load_tokenizer
-
-    tok = load_tokenizer(model_dir)
-    model = BertForPreTraining.from_pretrained(str(model_dir))
-    out = []
-    for text in FILL_SENTENCES:
-        enc = tok.encode(text)
-        pos = enc.tokens.index("[MASK]")
-        with torch.no_grad():
-            logits = model(torch.tensor([enc.ids]),
-                           masked_positions=torch.tensor([[pos]])).prediction_logits[0, 0]
-        out.append((text, tok.convert_ids_to_tokens(logits.topk(5).indices.tolist())))
-    return out
+    results = FillMask.from_pretrained(model_dir)(list(FILL_SENTENCES), top_k=5)
+    return [(text, [c.token for c in masks[0]])
+            for text, masks in zip(FILL_SENTENCES, results, strict=True)]
 
 
 def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, float]],

@@ -54,13 +54,7 @@ def encode_inputs(tokenizer: BertTokenizer, texts: Sequence[str],
         raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
     if pairs is not None and any(p is None for p in pairs):
         return _encode_mixed(tokenizer, texts, pairs, max_length)
-    firsts = [len(ids) for ids in tokenizer.tokenize_ids(texts)]
-    seconds = ([len(ids) + 1 for ids in tokenizer.tokenize_ids(pairs)] if pairs is not None
-               else [0] * len(firsts))
-    truncated = [i for i, (a, b) in enumerate(zip(firsts, seconds, strict=True))
-                 if a + b + 2 > max_length]
-    encodings = tokenizer.encode_batch(texts, pairs, max_length=max_length).encodings
-    return encodings, truncated
+    return tokenizer.encode_each(texts, pairs, max_length=max_length)
 
 
 def _encode_mixed(tokenizer: BertTokenizer, texts: Sequence[str],

@@ -170,8 +170,8 @@ class BertTokenizer:
     def encode(self, text: str, pair: str | None = None, max_length: int | None = None,
                truncation: Truncation = "longest_first") -> Encoding:
         """``[CLS] text [SEP] (pair [SEP])`` with ids, segment ids, tokens and offsets."""
-        return self._encode_many([text], None if pair is None else [pair], max_length,
-                                 truncation)[0]
+        return self.encode_each([text], None if pair is None else [pair], max_length,
+                                truncation)[0][0]
 
     def encode_batch(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                      max_length: int | None = None, truncation: Truncation = "longest_first",
@@ -180,7 +180,7 @@ class BertTokenizer:
         The ``encodings`` are unpadded."""
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length")
-        encodings = self._encode_many(texts, pairs, max_length, truncation)
+        encodings, _ = self.encode_each(texts, pairs, max_length, truncation)
         width = max((len(e) for e in encodings), default=0)
         if padding == "max_length":
             width = max(width, max_length or 0)
@@ -192,9 +192,13 @@ class BertTokenizer:
             ids[row, :n], type_ids[row, :n], mask[row, :n] = enc.ids, enc.type_ids, 1
         return BatchEncoding(ids, type_ids, mask, encodings)
 
-    def _encode_many(self, texts: Sequence[str], pairs: Sequence[str] | None,
-                     max_length: int | None, truncation: Truncation) -> list[Encoding]:
-        """Everything is encoded in one parallel call; inputs over ``max_length`` are then
+    def encode_each(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                    max_length: int | None = None, truncation: Truncation = "longest_first"
+                    ) -> tuple[list[Encoding], list[int]]:
+        """Unpadded encodings of every input, and the positions of the inputs that had to be
+        cut to ``max_length``.
+
+        Everything is encoded in one parallel call; inputs over ``max_length`` are then
         re-encoded segment by segment, cut here and joined with the special tokens. The
         Rust engine's own truncation is not used: on a long pair it builds every
         combination of overflowing windows and can exhaust memory."""
@@ -207,12 +211,12 @@ class BertTokenizer:
             encoded = self.backend.encode_batch(inputs)
         out = [Encoding(e) for e in encoded]
         if max_length is None or truncation is None:
-            return out
-        for i, enc in enumerate(encoded):  # only the inputs that are too long are redone
-            if len(enc.ids) > max_length:
-                out[i] = self._truncated(texts[i], None if pairs is None else pairs[i],
-                                         max_length, truncation)
-        return out
+            return out, []
+        cut = [i for i, enc in enumerate(encoded) if len(enc.ids) > max_length]
+        for i in cut:  # only the inputs that are too long are redone
+            out[i] = self._truncated(texts[i], None if pairs is None else pairs[i],
+                                     max_length, truncation)
+        return out, cut
 
     def _truncated(self, text: str, pair: str | None, max_length: int,
                    truncation: str) -> Encoding:
