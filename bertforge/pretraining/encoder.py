@@ -26,6 +26,7 @@ from bertforge.tokenization import BertTokenizer
 _OTHER_SPACE = re.compile("[\x0b\x0c\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029"
                           "\u202f\u205f\u3000]")
 _GROUP_CHARS = 1 << 16  # characters per text sent to the Rust engine for new chunks
+_SEP = "[SEP]"
 
 
 class CachedEncoder:
@@ -41,6 +42,7 @@ class CachedEncoder:
         self.tokenizer = tokenizer
         self.max_entries = max_entries
         self.max_chunk_chars = max_chunk_chars
+        self._sep = _separator_id(tokenizer)
         self._reset()
 
     def _reset(self) -> None:
@@ -111,8 +113,41 @@ class CachedEncoder:
             self._ids = np.resize(self._ids, max(ids, 2 * len(self._ids)))
 
     def _tokenize_chunks(self, chunks: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Ids of each chunk (flat int32, int64 counts), by encoding groups of chunks joined
-        with spaces and assigning each token to a chunk by its character offset."""
+        """Ids of each chunk (flat int32, int64 counts). Chunks are joined with ``[SEP]``
+        between them (a special token, matched whole and never merged with its
+        neighbours) and encoded without offsets; the separators split the ids again.
+        Chunks that themselves contain ``[SEP]`` go through ``_tokenize_by_offsets``."""
+        sep = self._sep
+        if sep is None:
+            return self._tokenize_by_offsets(chunks)
+        odd = [i for i, c in enumerate(chunks) if _SEP in c]
+        if odd:
+            keep = np.ones(len(chunks), dtype=bool)
+            keep[odd] = False
+            plain = [c for c, k in zip(chunks, keep.tolist(), strict=True) if k]
+            ids_a, counts_a = self._tokenize_chunks(plain)
+            ids_b, counts_b = self._tokenize_by_offsets([chunks[i] for i in odd])
+            counts = np.zeros(len(chunks), dtype=np.int64)
+            counts[keep], counts[~keep] = counts_a, counts_b
+            starts = np.zeros(len(chunks), dtype=np.int64)
+            starts[keep] = offsets_from_lengths(counts_a)[:-1]
+            starts[~keep] = len(ids_a) + offsets_from_lengths(counts_b)[:-1]
+            return np.concatenate([ids_a, ids_b])[ragged_ranges(starts, counts)], counts
+        all_ids, all_counts = [], []
+        groups = _sep_groups(chunks)
+        for enc in self.tokenizer.backend.encode_batch_fast(groups, add_special_tokens=False):
+            ids = np.asarray(enc.ids, dtype=np.int32)
+            cuts = np.flatnonzero(ids == sep)
+            edges = np.concatenate([[-1], cuts, [len(ids)]])
+            all_counts.append(np.diff(edges) - 1)
+            all_ids.append(np.delete(ids, cuts))
+        if not all_ids:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.int64)
+        return np.concatenate(all_ids), np.concatenate(all_counts).astype(np.int64)
+
+    def _tokenize_by_offsets(self, chunks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Ids of each chunk by encoding groups of chunks joined with spaces and assigning
+        each token to a chunk by its character offset."""
         groups, bounds = _join_groups(chunks)
         encodings = self.tokenizer.backend.encode_batch(groups, add_special_tokens=False)
         all_ids, all_counts = [], []
@@ -126,6 +161,29 @@ class CachedEncoder:
             all_ids.append(ids)
             all_counts.append(np.bincount(owner, minlength=len(starts)))
         return np.concatenate(all_ids), np.concatenate(all_counts).astype(np.int64)
+
+
+def _separator_id(tokenizer: BertTokenizer) -> int | None:
+    """The id of ``[SEP]`` if the engine matches it whole between chunks, else None."""
+    if _SEP not in tokenizer.vocab:
+        return None
+    sep = tokenizer.vocab[_SEP]
+    probe = tokenizer.backend.encode_batch_fast([f"a {_SEP} b"], add_special_tokens=False)
+    return sep if probe[0].ids.count(sep) == 1 and len(probe[0].ids) == 3 else None
+
+
+def _sep_groups(chunks: list[str]) -> list[str]:
+    """Chunks joined by `` [SEP] `` into texts of about ``_GROUP_CHARS`` characters."""
+    groups = []
+    lo = 0
+    cum = np.cumsum(np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks)) + 7)
+    while lo < len(chunks):
+        base = cum[lo - 1] if lo else 0
+        hi = max(lo + 1, int(np.searchsorted(cum, base + _GROUP_CHARS, side="right")))
+        hi = min(hi, len(chunks))
+        groups.append(f" {_SEP} ".join(chunks[lo:hi]))
+        lo = hi
+    return groups
 
 
 def _texts_with_other_space(texts: list[str]) -> list[int]:

@@ -15,7 +15,8 @@ from bertforge.tokenization import load_tokenizer
 pytestmark = needs_data
 
 ODD = ["a\x0bb c", "x\u00a0y z", "\x00\x01", "  ", "", "[MASK]x [SEP]", "é\u2028ü", "中国\u3000人",
-       "naïve CAFÉ", "\ufffd\ufffd", "a" * 300 + " b", "e.g. U.S.A. (1,000)", "\t\r\n"]
+       "naïve CAFÉ", "\ufffd\ufffd", "a" * 300 + " b", "e.g. U.S.A. (1,000)", "\t\r\n",
+       "x[SEP]y [SEP][SEP] a[SEP b SEP] [sep] [SEP]", "\x00 \x00 [CLS]"]
 
 
 def _check(tok, texts: list[str], encoder: CachedEncoder | None = None) -> None:
@@ -66,6 +67,18 @@ def _uncased():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.text(_ALPHABET, max_size=40), max_size=8))
 def test_random_text_equal_tokenizer(texts):
+    _check(_uncased(), texts)
+
+
+_WORDS = st.sampled_from(["[SEP]", "x[SEP]", "[SEP]y", "[SEP", "the", "\x00", "[MASK]", "Zé,",
+                          "\u3000", "中文", "\ufffd", "##", "[UNK]"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(_WORDS, max_size=12).map(" ".join), max_size=6))
+def test_random_words_with_separators_equal_tokenizer(texts):
+    """The encoder joins new chunks with [SEP] and splits on it: chunks that contain the
+    separator, or that tokenise to nothing, must still come out right."""
     _check(_uncased(), texts)
 
 
