@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bertforge.interop.checkpoint import Checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
                       help="the vocabulary is uncased (default: guessed from the vocab)")
     case.add_argument("--cased", dest="lowercase", action="store_false")
+    parser.add_argument("--allow-pickle", action="store_true",
+                        help="load a legacy pickled pytorch_model.bin that the safe "
+                             "(weights-only) loader refuses; unpickling runs the file's code, "
+                             "so only for files you trust (a warning is printed)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bertforge.interop.checkpoint import load_state, read_checkpoint, save_pretrained
+    from bertforge.interop.checkpoint import load_state, save_pretrained
     from bertforge.model import BertForPreTraining, BertModel
 
     if not args.source or not args.target:
@@ -31,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if Path(args.target).resolve() == Path(args.source).resolve():
         raise ValueError("--to must differ from --from: converting in place could lose the "
                          "original")
-    ckpt = read_checkpoint(args.source)
+    ckpt = _read(args.source, args.allow_pickle)
     has_heads = any(k.startswith(("mlm.", "nsp.")) for k in ckpt.state)
     model = (BertForPreTraining if has_heads else BertModel)(ckpt.config)
     load_state(model, ckpt, strict=True)
@@ -42,6 +51,23 @@ def run(args: argparse.Namespace) -> int:
           f"({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
           f"parameters{dropped})")
     return 0
+
+
+def _read(source: str, allow_pickle: bool) -> Checkpoint:
+    """``read_checkpoint``; an unsafe (pickle) load's warning printed as one line."""
+    import warnings
+
+    from bertforge.interop.checkpoint import UnsafeLoadWarning, read_checkpoint
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnsafeLoadWarning)
+        ckpt = read_checkpoint(source, allow_pickle=allow_pickle)
+    for w in caught:
+        if issubclass(w.category, UnsafeLoadWarning):
+            print(f"bertforge convert: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return ckpt
 
 
 def _to_onnx(source: str, target: str) -> int:

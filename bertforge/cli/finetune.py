@@ -10,6 +10,7 @@ Examples::
     bertforge finetune multiple-choice --train train.csv --dev val.csv --model MODEL ...
 
 ``--seeds K`` runs K seeds and reports mean ± std; ``--grid`` searches the paper's grid.
+``--save-every N`` writes resumable checkpoints; ``--resume`` continues a killed run.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-steps", type=int)
     g.add_argument("--device", default="cpu")
     g.add_argument("--no-group-by-length", action="store_true")
+    g.add_argument("--save-every", type=int, metavar="STEPS",
+                   help="write a resumable checkpoint (OUT/checkpoint-STEP) every STEPS "
+                        "optimizer steps and after every evaluation (default: none)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue from the newest valid checkpoint in --out (same settings)")
+    g.add_argument("--deterministic", action="store_true",
+                   help="deterministic kernels (bit-exact resume on a CPU)")
     g.add_argument("--train-limit", type=int, help="use only the first N training examples")
     g.add_argument("--dev-limit", type=int, help="use only the first N dev examples (GLUE)")
     g = parser.add_argument_group("tricks (each off by default)")
@@ -211,7 +219,8 @@ def finetune_args(args: argparse.Namespace) -> FinetuneArgs:
         patience=args.patience, layer_decay=args.layer_decay,
         reinit_layers=args.reinit_layers, fgm_epsilon=args.fgm_epsilon,
         group_by_length=not args.no_group_by_length, device=args.device,
-        max_steps=args.max_steps, progress=not args.quiet)
+        max_steps=args.max_steps, progress=not args.quiet, save_every=args.save_every,
+        resume=args.resume, deterministic=args.deterministic)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,6 +236,9 @@ def run(args: argparse.Namespace) -> int:
         summary = run_seeds(make_task, train_args, seeds, out)
         best_dir = out / f"seed-{summary['best_seed']}"
     else:
+        import torch
+
+        torch.manual_seed(args.seed)  # a new head's initial weights follow --seed too
         result = finetune(make_task(), train_args, out)
         _print_result(result)
         best_dir = out

@@ -8,8 +8,11 @@ traceback instead. ``--config FILE.yaml`` supplies defaults that flags override.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from importlib import import_module
 from pathlib import Path
 
@@ -37,7 +40,10 @@ class UsageError(ValueError):
     """A bad command line or config file."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; with ``only`` (a command name), only that command's module is
+    imported and given its options: the others are listed by name and help text. Commands
+    that need no model (``data``, ``tokenizer``) then start without importing torch."""
     parser = argparse.ArgumentParser(prog="bertforge", description="BERT as a working tool.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--version", action="version", version=_version())
@@ -46,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("--config", metavar="FILE.yaml",
                          help="YAML file of option values; command-line flags override it")
-        import_module(module).add_arguments(cmd)
+        if only is None or only == name:
+            import_module(module).add_arguments(cmd)
         cmd.set_defaults(_module=module, _parser=cmd)
     return parser
 
@@ -84,14 +91,16 @@ def apply_yaml(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     try:
         args = apply_yaml(parser, args, argv)
-        return int(import_module(args._module).run(args) or 0)
+        with private_caches(compiling=bool(getattr(args, "compile", False))):
+            return int(import_module(args._module).run(args) or 0)
     except KeyboardInterrupt:
         print("bertforge: interrupted", file=sys.stderr)
         return 130
@@ -100,6 +109,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"bertforge {args.command}: error: {err}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def private_caches(compiling: bool = False) -> Iterator[None]:
+    """Point third-party caches the user has not placed (matplotlib's font cache, which
+    would go to ~/.cache; torch's compile cache, created in $TMPDIR as soon as an optimizer
+    exists) at a temporary folder removed afterwards: a command writes nothing outside its
+    output. Set MPLCONFIGDIR / TORCHINDUCTOR_CACHE_DIR to keep them; with --compile torch's
+    cache stays where torch puts it (compiling again every run would be slow)."""
+    owners = {"MPLCONFIGDIR": "matplotlib", "TORCHINDUCTOR_CACHE_DIR": "torch._dynamo"}
+    if compiling:
+        owners.pop("TORCHINDUCTOR_CACHE_DIR")
+    names = [n for n, module in owners.items()  # too late once the library has started
+             if n not in os.environ and module not in sys.modules]
+    if not names:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bertforge-caches-") as tmp:
+        os.environ.update({n: os.path.join(tmp, n.lower()) for n in names})
+        try:
+            yield
+        finally:
+            for name in names:
+                os.environ.pop(name, None)
 
 
 def _is_user_error(err: Exception) -> bool:

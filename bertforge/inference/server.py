@@ -137,6 +137,8 @@ class RequestHandler(BaseHTTPRequestHandler):
                                     f"{err.msg}") from None
         except RecursionError:
             raise RequestError(400, "the JSON body is nested too deeply") from None
+        except ValueError as err:  # e.g. an integer of more than 4300 digits
+            raise RequestError(400, f"the JSON body cannot be read: {err}") from None
         if not isinstance(body, dict):
             raise RequestError(400, "the JSON body must be an object, e.g. {\"texts\": [...]}")
         return body

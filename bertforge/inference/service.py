@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import queue
+import re
 import threading
 import time
 import warnings
@@ -263,6 +264,7 @@ class InferenceService:
         if len(texts) > self.limits.max_batch_size:
             raise RequestError(413, f"{len(texts)} texts in one request; the limit is "
                                     f"{self.limits.max_batch_size}: split the request")
+        _unicode_only(texts, "texts")
         return texts
 
     def _pairs(self, body: dict, n: int) -> list[str] | None:
@@ -275,6 +277,7 @@ class InferenceService:
             raise RequestError(400, "'pairs' must be a list of strings ('pair' a string)")
         if len(pairs) != n:
             raise RequestError(400, f"{n} texts but {len(pairs)} pairs")
+        _unicode_only(pairs, "pairs")
         return pairs
 
     def _check_lengths(self, texts: list[str], pairs: list[str] | None,
@@ -320,6 +323,19 @@ class InferenceService:
 
 
 # ------------------------------------------------------------------ field checks
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode_only(values: list[str], name: str) -> None:
+    """400 for a lone surrogate (JSON allows ``"\\ud800"``; no tokenizer can encode it)."""
+    for i, value in enumerate(values):
+        bad = _SURROGATE.search(value)
+        if bad:
+            raise RequestError(400, f"{name}[{i}] holds a lone surrogate code point "
+                                    f"(U+{ord(bad.group()):04X}) at character {bad.start()}; "
+                                    "send valid Unicode text")
+
+
 def _only(body: dict, allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:

@@ -3,13 +3,16 @@
 Everything goes through one canonical state dict named as ``BertForPreTraining``'s
 parameters (``bert.*``, ``mlm.*``, ``nsp.*``, ``head.*``); the per-format key tables in
 ``keys.py`` translate names. Weights are never unpickled: safetensors, or
-``torch.load(weights_only=True)`` for ``pytorch_model.bin``.
+``torch.load(weights_only=True)`` for ``pytorch_model.bin``. A legacy ``pytorch_model.bin``
+holding other pickled objects loads only with ``allow_pickle=True`` (``bertforge convert
+--allow-pickle``), which warns (``UnsafeLoadWarning``): unpickling runs the file's code.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, unreadable or does not fit the model; names the file."""
 
 
+class UnsafeLoadWarning(UserWarning):
+    """A legacy pickled file was loaded with ``weights_only=False`` on request."""
+
+
 @dataclass
 class Checkpoint:
     """A checkpoint read into memory: config, canonical state dict, where it came from."""
@@ -53,15 +60,20 @@ class Checkpoint:
 
 
 # ------------------------------------------------------------------ reading
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a Hugging Face-shaped or Google TF checkpoint directory into canonical names."""
+def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Checkpoint:
+    """Read a Hugging Face-shaped or Google TF checkpoint directory into canonical names.
+
+    ``allow_pickle``: load a legacy ``pytorch_model.bin`` that the weights-only loader
+    refuses with ``torch.load(weights_only=False)``, with an ``UnsafeLoadWarning``. Only
+    for files you trust: unpickling can run arbitrary code.
+    """
     folder = Path(path)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a directory; a checkpoint is a directory with "
                               "config.json + model.safetensors (or Google's bert_config.json "
                               "+ bert_model.ckpt.*)")
     if (folder / "config.json").is_file() and any((folder / w).is_file() for w in WEIGHT_FILES):
-        return _read_hf(folder)
+        return _read_hf(folder, allow_pickle)
     if any(folder.glob("*.ckpt*.index")) or any(folder.glob("*.index")):
         return _read_google(folder)
     if (folder / "config.json").is_file():
@@ -71,14 +83,14 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
                           f"{' / '.join(WEIGHT_FILES)}, or a Google bert_model.ckpt.index)")
 
 
-def _read_hf(folder: Path) -> Checkpoint:
+def _read_hf(folder: Path, allow_pickle: bool = False) -> Checkpoint:
     config = BertConfig.from_json_file(folder / "config.json")
-    raw = _load_hf_tensors(folder)
+    raw = _load_hf_tensors(folder, allow_pickle)
     state, unexpected = hf_to_canonical(raw)
     return Checkpoint(config, state, str(folder), "hf", unexpected)
 
 
-def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
+def _load_hf_tensors(folder: Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
     if (folder / "model.safetensors").is_file():
         return _load_safetensors(folder / "model.safetensors")
     if (folder / "model.safetensors.index.json").is_file():
@@ -95,9 +107,48 @@ def _load_hf_tensors(folder: Path) -> dict[str, torch.Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle errors come in many types
-        raise CheckpointError(f"{path}: cannot be read as a weights-only torch file ({err}). "
-                              "bertforge never unpickles arbitrary objects; convert the file "
-                              "to safetensors with the tool that made it") from None
+        if allow_pickle:
+            return _unpickle_legacy(path, err)
+        raise CheckpointError(f"{path}: cannot be read as a weights-only torch file "
+                              f"({_one_line(err)}). "
+                              "bertforge never unpickles arbitrary objects by default; convert "
+                              "the file to safetensors with the tool that made it, or, only if "
+                              "you trust it, with 'bertforge convert --allow-pickle'") from None
+
+
+def _one_line(err: Exception) -> str:
+    """The gist of torch.load's (long, multi-line, colored) weights-only refusal."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]*)", text)
+    line = found.group(1) if found else (text.strip().splitlines() or ["empty or cut short"])[0]
+    line = line.split(" was not an allowed global")[0]
+    return f"{type(err).__name__}: {line[:160]}"
+
+
+def _unpickle_legacy(path: Path, refused: Exception) -> dict[str, torch.Tensor]:
+    """The tensors of a legacy pickled ``pytorch_model.bin`` (a state dict, a dict with a
+    ``state_dict`` entry, or a whole module) that the weights-only loader ``refused``,
+    loaded with ``weights_only=False`` and a warning."""
+    warnings.warn(f"{path}: not loadable weights-only ({type(refused).__name__}); "
+                  "unpickling it with weights_only=False as asked (allow_pickle / "
+                  "--allow-pickle). Unpickling runs whatever code the file holds: do this only "
+                  "for files you trust, and use the safetensors copy from now on",
+                  UnsafeLoadWarning, stacklevel=5)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # a truncated file, a missing class, ...
+        raise CheckpointError(f"{path}: cannot be unpickled ({type(err).__name__}: {err})"
+                              ) from None
+    if isinstance(obj, nn.Module):
+        obj = obj.state_dict()
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    tensors = ({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+               if isinstance(obj, dict) else {})
+    if not tensors:
+        raise CheckpointError(f"{path}: unpickled a {type(obj).__name__} holding no tensors; "
+                              "expected a state dict of weights")
+    return tensors
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

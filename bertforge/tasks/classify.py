@@ -7,6 +7,7 @@ Multi-label labels are a JSON list in JSONL, or a ``label_sep``-separated string
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -69,10 +70,13 @@ def parse_label(value: Any, problem: str, label_sep: str, where: str, field: str
         raise TaskDataError(f"{where}: field {field!r} (the label) is empty")
     if problem == "regression":
         try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise TaskDataError(f"{where}: field {field!r} should be a number for regression, "
-                                f"got {value!r}") from None
+            score = float(value)
+        except (TypeError, ValueError, OverflowError):
+            score = math.nan
+        if not math.isfinite(score):
+            raise TaskDataError(f"{where}: field {field!r} should be a number for regression "
+                                f"(a finite one), got {value!r}")
+        return score
     if problem == "multi_label":
         parts = value if isinstance(value, list) else str(value).split(label_sep)
         return tuple(sorted({str(p).strip() for p in parts if str(p).strip()}))

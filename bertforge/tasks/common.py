@@ -11,7 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,35 @@ def check_text(value: object, where: str, field: str) -> str:
     if not text.strip():
         raise TaskDataError(f"{where}: field {field!r} is empty; remove the example or fill "
                             "in its text")
+    if _SURROGATE.search(text):  # e.g. JSON's "\ud800": no UTF-8 for it, tokenizers fail
+        raise TaskDataError(f"{where}: field {field!r} holds a lone surrogate code point "
+                            f"(U+{ord(_SURROGATE.search(text).group()):04X}); fix the text")
     return text
+
+
+# ------------------------------------------------------------------ text files
+# Files are opened with errors="surrogateescape": a byte that is not UTF-8 becomes a lone
+# surrogate U+DC80..U+DCFF (which valid UTF-8 never decodes to), found line by line.
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def open_text(path: str | os.PathLike, encoding: str = "utf-8",
+              newline: str | None = None) -> Any:
+    """``open`` for reading a data file whose bad bytes :func:`checked_lines` reports."""
+    return open(path, encoding=encoding, errors="surrogateescape", newline=newline)
+
+
+def checked_lines(path: str | os.PathLike, lines: Iterable[str]) -> Iterator[str]:
+    """The lines of a file opened with :func:`open_text`; a TaskDataError naming the file
+    and line at the first byte that is not UTF-8."""
+    for number, line in enumerate(lines, start=1):
+        bad = _NOT_UTF8.search(line)
+        if bad:
+            byte = ord(bad.group()) - 0xDC00
+            raise TaskDataError(f"{path}:{number}: not valid UTF-8 (byte 0x{byte:02x} at "
+                                f"column {bad.start() + 1}); save the file as UTF-8")
+        yield line
 
 
 # ------------------------------------------------------------------ table files
@@ -99,29 +128,41 @@ def read_table(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: data file not found")
     fmt = table_format(path)
-    with open(path, encoding="utf-8", newline="") as fh:
+    with open_text(path, newline="") as fh:
+        lines = checked_lines(path, fh)
         if fmt == "jsonl":
-            yield from _read_jsonl(path, fh)
+            yield from _read_jsonl(path, lines)
             return
-        reader = csv.DictReader(fh, delimiter="," if fmt == "csv" else "\t")
-        if not reader.fieldnames:
-            raise TaskDataError(f"{path}: empty file (expected a header line)")
-        for record in reader:
-            if None in record:  # more cells than the header has names
-                raise TaskDataError(f"{path}:{reader.line_num}: more fields than the header's "
-                                    f"{len(reader.fieldnames)}; quote fields holding the "
-                                    "delimiter")
-            yield reader.line_num, record
+        reader = csv.DictReader(lines, delimiter="," if fmt == "csv" else "\t")
+        try:
+            yield from _csv_records(path, reader)
+        except csv.Error as err:  # e.g. a field over csv's size limit
+            raise TaskDataError(f"{path}:{reader.line_num + 1}: not a readable "
+                                f"{fmt.upper()} line ({err})") from None
 
 
-def _read_jsonl(path: Path, fh: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(fh, start=1):
+def _csv_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not reader.fieldnames:
+        raise TaskDataError(f"{path}: empty file (expected a header line)")
+    for record in reader:
+        if None in record:  # more cells than the header has names
+            raise TaskDataError(f"{path}:{reader.line_num}: more fields than the header's "
+                                f"{len(reader.fieldnames)}; quote fields holding the "
+                                "delimiter")
+        yield reader.line_num, record
+
+
+def _read_jsonl(path: Path, lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise TaskDataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:  # a 5000-digit number, deep nesting
+            raise TaskDataError(f"{path}:{number}: JSON this reader refuses "
+                                f"({type(err).__name__}: {str(err)[:100]})") from None
         if not isinstance(record, dict):
             raise TaskDataError(f"{path}:{number}: expected a JSON object per line")
         yield number, record
@@ -133,8 +174,8 @@ def read_tsv_lines(path: str | os.PathLike) -> Iterator[tuple[int, list[str]]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: data file not found")
-    with open(path, encoding="utf-8-sig") as fh:
-        for number, line in enumerate(fh, start=1):
+    with open_text(path, encoding="utf-8-sig") as fh:
+        for number, line in enumerate(checked_lines(path, fh), start=1):
             line = line.rstrip("\r\n")
             if line:
                 yield number, line.split("\t")

@@ -10,6 +10,7 @@ as the leaderboard expects (``CoLA.tsv``, ``MNLI-m.tsv``, ``AX.tsv`` …).
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -143,10 +144,13 @@ def _example(task: GlueTask, cells: list[str], header: dict[str, int], where: st
 def _label(task: GlueTask, raw: str, where: str) -> str | float:
     if task.is_regression:
         try:
-            return float(raw)
+            score = float(raw)
         except ValueError:
+            score = math.nan
+        if not math.isfinite(score):
             raise TaskDataError(f"{where}: field {task.label!r} should be a number, got "
-                                f"{raw!r}") from None
+                                f"{raw!r}")
+        return score
     if raw not in task.labels:
         raise TaskDataError(f"{where}: field {task.label!r} is {raw!r}, not one of {task.name}'s "
                             f"labels {', '.join(task.labels)}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bertforge.tasks.common import LabelMap, Row, TaskDataError
+from bertforge.tasks.common import LabelMap, Row, TaskDataError, checked_lines, open_text
 from bertforge.tokenization import BertTokenizer
 
 IGNORE_INDEX = -100
@@ -44,8 +44,8 @@ def read_conll(path: str | os.PathLike, labelled: bool = True) -> list[Sentence]
     words: list[str] = []
     tags: list[str] = []
     first_line = 0
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    with open_text(path) as fh:
+        for number, line in enumerate(checked_lines(path, fh), start=1):
             cells = line.split()
             if not cells or cells[0] == "-DOCSTART-":
                 if words:

@@ -62,37 +62,69 @@ def read_squad(path: str | os.PathLike, version: str = "1.1", skip_bad_answers: 
 
     An answer whose text is not at its ``answer_start`` is a TaskDataError naming the
     question, unless ``skip_bad_answers`` (then the question is left out of training).
-    With ``labelled=False`` answers are ignored (questions to predict).
+    With ``labelled=False`` answers are ignored (questions to predict). A field of the
+    wrong JSON type is a TaskDataError naming the file and where in it.
     """
     path = Path(path)
     data = _load_json(path)
     out: list[SquadExample] = []
     for a, article in enumerate(data[articles or slice(None)]):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            context = paragraph.get("context")
-            if not isinstance(context, str) or not context.strip():
-                raise TaskDataError(f"{path}: data[{a}].paragraphs[{p}]: empty or missing "
-                                    "'context'")
-            for q, qa in enumerate(paragraph.get("qas", [])):
-                where = f"{path}: data[{a}].paragraphs[{p}].qas[{q}] (id {qa.get('id')})"
-                example = _example(qa, context, article.get("title", ""), version, where,
-                                   labelled)
-                if example is None and skip_bad_answers:
-                    continue
-                if example is None:
-                    raise TaskDataError(f"{where}: answer text is not at its answer_start; "
-                                        "fix the offset or pass skip_bad_answers")
-                out.append(example)
+        article = _expect(article, dict, f"{path}: data[{a}]")
+        title = article.get("title", "")
+        title = title if isinstance(title, str) else str(title)
+        paragraphs = _expect(article.get("paragraphs", []), list, f"{path}: data[{a}].paragraphs")
+        for p, paragraph in enumerate(paragraphs):
+            where = f"{path}: data[{a}].paragraphs[{p}]"
+            out += _paragraph(_expect(paragraph, dict, where), where, title, version,
+                              skip_bad_answers, labelled)
+    return out
+
+
+def _expect(value: Any, kind: type, where: str) -> Any:
+    """``value`` when it is a ``kind`` (dict or list), else a TaskDataError naming ``where``."""
+    if not isinstance(value, kind):
+        name = {dict: "a JSON object", list: "a JSON list"}[kind]
+        raise TaskDataError(f"{where}: expected {name}, found {type(value).__name__}; is this "
+                            "an official SQuAD file?")
+    return value
+
+
+def _paragraph(paragraph: dict[str, Any], where: str, title: str, version: str,
+               skip_bad_answers: bool, labelled: bool) -> list[SquadExample]:
+    context = paragraph.get("context")
+    if not isinstance(context, str) or not context.strip():
+        raise TaskDataError(f"{where}: empty or missing 'context'")
+    out = []
+    for q, qa in enumerate(_expect(paragraph.get("qas", []), list, f"{where}.qas")):
+        qa = _expect(qa, dict, f"{where}.qas[{q}]")
+        where_q = f"{where}.qas[{q}] (id {qa.get('id')})"
+        example = _example(qa, context, title, version, where_q, labelled)
+        if example is None and skip_bad_answers:
+            continue
+        if example is None:
+            raise TaskDataError(f"{where_q}: answer text is not at its answer_start; "
+                                "fix the offset or pass skip_bad_answers")
+        out.append(example)
     return out
 
 
 def _load_json(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: SQuAD file not found")
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise TaskDataError(f"{path}:{line}: not valid UTF-8 (byte {err.start}); save the file "
+                            "as UTF-8") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise TaskDataError(f"{path}:{err.lineno}: not valid JSON ({err.msg})") from None
+    except (ValueError, RecursionError) as err:  # a 5000-digit number, deep nesting
+        raise TaskDataError(f"{path}: JSON this reader refuses ({type(err).__name__}: "
+                            f"{str(err)[:100]})") from None
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise TaskDataError(f"{path}: expected a JSON object with a 'data' list (the official "
                             "SQuAD layout)")
@@ -102,24 +134,32 @@ def _load_json(path: Path) -> list[dict[str, Any]]:
 def _example(qa: dict[str, Any], context: str, title: str, version: str, where: str,
              labelled: bool = True) -> SquadExample | None:
     """None when an answer does not match the context at its offset."""
-    for key in ("id", "question"):
-        if not qa.get(key):
-            raise TaskDataError(f"{where}: missing or empty field {key!r}")
+    qid, question = qa.get("id"), qa.get("question")
+    if isinstance(qid, bool) or not isinstance(qid, (str, int)) or qid == "":
+        raise TaskDataError(f"{where}: missing or empty field 'id' (a string)")
+    if not isinstance(question, str) or not question.strip():
+        raise TaskDataError(f"{where}: missing or empty field 'question' (a string)")
     if not labelled:
-        return SquadExample(str(qa["id"]), qa["question"], context, [], False, title, where)
-    impossible = bool(qa.get("is_impossible", False))
+        return SquadExample(str(qid), question, context, [], False, title, where)
+    impossible = qa.get("is_impossible", False)
+    if not isinstance(impossible, bool):
+        raise TaskDataError(f"{where}: is_impossible should be true or false, found "
+                            f"{impossible!r}")
     if impossible and version == "1.1":
         raise TaskDataError(f"{where}: is_impossible in a v1.1 file; pass version 2.0")
     answers = []
-    for answer in [] if impossible else qa.get("answers", []):
+    for k, answer in enumerate([] if impossible else _expect(qa.get("answers", []), list,
+                                                             f"{where}.answers")):
+        answer = _expect(answer, dict, f"{where}.answers[{k}]")
         text, start = answer.get("text", ""), answer.get("answer_start", -1)
-        if not text or not isinstance(start, int) or context[start:start + len(text)] != text:
+        if not isinstance(text, str) or not text or isinstance(start, bool) \
+                or not isinstance(start, int) or start < 0 \
+                or context[start:start + len(text)] != text:
             return None
         answers.append((text, start))
     if not answers and not impossible:
         raise TaskDataError(f"{where}: no answers and not marked is_impossible")
-    return SquadExample(str(qa["id"]), qa["question"], context, answers, impossible, title,
-                        where)
+    return SquadExample(str(qid), question, context, answers, impossible, title, where)
 
 
 # ------------------------------------------------------------------ features

@@ -14,12 +14,22 @@ Each run writes into ``OUT``: ``best/`` (Hugging Face-shaped checkpoint with the
 and the label map), ``metrics.jsonl`` (one JSON object per logged step and per
 evaluation), ``eval_results.json`` (the best evaluation's metrics and when it happened),
 the task's prediction files for that evaluation, and ``learning_curves.png``.
+
+With ``save_every`` it also writes resumable checkpoints ``OUT/checkpoint-STEP`` (atomic,
+checksummed: see ``checkpointing.py``) every that many optimizer steps and after every
+evaluation: weights, optimizer, schedule, loss scaler, every random generator, the data
+position (epoch, batches done, the batch-order generator at the epoch's start), pending
+gradients, the best result so far and the length of ``metrics.jsonl``. ``resume`` continues
+from the newest valid one; on a CPU (``deterministic``) a run killed at any moment and
+resumed ends with the same bits as one never interrupted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -35,6 +45,7 @@ from tqdm.auto import tqdm
 from bertforge.model.bert import init_weights
 from bertforge.tasks.batching import batch_order, collate, row_length
 from bertforge.tasks.common import Row
+from bertforge.training import checkpointing as ckpt
 from bertforge.training.optim import build_optimizer
 from bertforge.training.schedules import build_schedule
 
@@ -71,6 +82,10 @@ class FinetuneArgs:
     log_every: int = 10
     progress: bool = True
     save_best: bool = True
+    save_every: int | None = None  # optimizer steps between resumable checkpoints
+    keep_last: int = 2  # resumable checkpoints kept
+    resume: bool = False  # continue from the newest valid checkpoint in OUT
+    deterministic: bool = False  # deterministic kernels (bit-exact resume on a CPU)
 
     def check(self) -> None:
         """Raise FinetuneError naming the first setting that cannot work."""
@@ -87,6 +102,10 @@ class FinetuneArgs:
             raise FinetuneError(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if self.reinit_layers < 0 or self.fgm_epsilon < 0:
             raise FinetuneError("reinit_layers and fgm_epsilon must be >= 0")
+        if self.save_every is not None and self.save_every < 1:
+            raise FinetuneError(f"save_every must be >= 1, got {self.save_every}")
+        if self.keep_last < 1:
+            raise FinetuneError(f"keep_last must be >= 1, got {self.keep_last}")
 
 
 @dataclass
@@ -232,12 +251,17 @@ def fgm_step(model: nn.Module, batch: dict[str, torch.Tensor], epsilon: float, s
 
 # ------------------------------------------------------------------ logging
 class RunLog:
-    """``metrics.jsonl`` writer that keeps the records for the plot."""
+    """``metrics.jsonl`` writer that keeps the records for the plot. ``keep``: continue a
+    resumed run's log after its first ``keep`` records (later ones are dropped)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep: int = 0) -> None:
         self.path = path
         self.records: list[dict[str, Any]] = []
-        path.write_text("", encoding="utf-8")
+        lines = path.read_text(encoding="utf-8").splitlines()[:keep] if keep else []
+        self.records = [json.loads(line) for line in lines]
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        os.replace(tmp, path)
 
     def write(self, record: dict[str, Any]) -> None:
         self.records.append(record)
@@ -270,6 +294,9 @@ def plot_learning_curves(records: list[dict[str, Any]], main_metric: str, path: 
 # ------------------------------------------------------------------ the loop
 @dataclass
 class _State:
+    """A run's counters and data position; all of it (but ``best_result``'s predictions)
+    goes into resumable checkpoints."""
+
     step: int = 0
     best: float = -math.inf
     best_result: EvalResult | None = None
@@ -277,6 +304,32 @@ class _State:
     best_step: int = 0
     evals_since_best: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0  # the epoch being trained (0-based)
+    batch: int = 0  # its micro-batches done
+    epoch_rng: dict[str, Any] = field(default_factory=dict)  # batch-order generator at its start
+    running: list[float] = field(default_factory=list)  # losses since the last log record
+    log_lines: int = 0  # records in metrics.jsonl
+    seconds: float = 0.0  # training time of earlier processes of this run
+    done: bool = False  # trained and evaluated to the end
+
+
+@dataclass
+class _Run:
+    """What one run trains with, built once (and restored by a resume)."""
+
+    task: FinetuneTask
+    args: FinetuneArgs
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    scaler: torch.amp.GradScaler
+    rng: np.random.Generator  # batch orders
+    out: Path
+    per_epoch: int
+    total: int
+    log: RunLog | None = None
+    bar: Any = None
+    started: float = field(default_factory=time.perf_counter)
 
 
 def _steps(args: FinetuneArgs, n_rows: int) -> tuple[int, int]:
@@ -293,22 +346,50 @@ def _seed(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _epoch_batches(task: FinetuneTask, args: FinetuneArgs, rng: np.random.Generator
-                   ) -> Iterator[dict[str, torch.Tensor]]:
+def _epoch_batches(task: FinetuneTask, args: FinetuneArgs, rng: np.random.Generator,
+                   skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+    """This epoch's batches (the order drawn from ``rng``), the first ``skip`` left out."""
     lengths = [row_length(r) for r in task.train_rows]
-    for index in batch_order(lengths, args.batch_size, rng, args.group_by_length):
+    for index in batch_order(lengths, args.batch_size, rng, args.group_by_length)[skip:]:
         yield collate([task.train_rows[i] for i in index], task.pad_id)
 
 
 def finetune(task: FinetuneTask, args: FinetuneArgs, out_dir: str | Path) -> dict[str, Any]:
     """Train ``task.model`` on ``task.train_rows``, evaluate after every epoch, keep the best.
     Returns (and writes to ``OUT/eval_results.json``) the best evaluation's metrics with
-    ``best_epoch``, ``best_step``, ``train_seconds`` and the arguments."""
+    ``best_epoch``, ``best_step``, ``train_seconds`` and the arguments. With
+    ``args.save_every`` it writes resumable checkpoints; ``args.resume`` continues the run
+    from the newest valid one in ``out_dir``."""
     args.check()
     if not task.train_rows:
         raise FinetuneError(f"{task.name}: no training examples")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    resume_dir = _resume_dir(out, args)
+    if args.deterministic:
+        torch.use_deterministic_algorithms(True)
+    run = _build(task, args, out)
+    state = _State(epoch_rng=run.rng.bit_generator.state)
+    if resume_dir is not None:
+        state = _restore(run, resume_dir)
+    run.log = RunLog(out / "metrics.jsonl", keep=state.log_lines)
+    run.bar = tqdm(total=run.total, initial=state.step, desc=f"fine-tune {task.name}",
+                   unit="step", disable=not args.progress, dynamic_ncols=True)
+    epochs = math.ceil(run.total / run.per_epoch)
+    while not state.done:
+        _train_epoch(run, state)
+        stop = _evaluate(run, state, state.epoch + 1)
+        state.epoch, state.batch, state.running = state.epoch + 1, 0, []
+        state.epoch_rng = run.rng.bit_generator.state
+        state.done = stop or state.step >= run.total or state.epoch >= epochs
+        if args.save_every:
+            _save(run, state)
+    run.bar.close()
+    return _finish(run, state)
+
+
+def _build(task: FinetuneTask, args: FinetuneArgs, out: Path) -> _Run:
+    """Model, optimizer (with layer decay), schedule and scaler as a fresh run starts."""
     rng = _seed(args.seed)
     model = task.model.to(args.device)
     reinit_top_layers(model, args.reinit_layers)
@@ -316,47 +397,143 @@ def finetune(task: FinetuneTask, args: FinetuneArgs, out_dir: str | Path) -> dic
     apply_layer_decay(optimizer, model, args.layer_decay)
     per_epoch, total = _steps(args, len(task.train_rows))
     schedule = build_schedule(optimizer, args.schedule, int(args.warmup_ratio * total), total)
-    log = RunLog(out / "metrics.jsonl")
-    state, started = _State(), time.perf_counter()
-    epochs = math.ceil(total / per_epoch)
-    bar = tqdm(total=total, desc=f"fine-tune {task.name}", unit="step",
-               disable=not args.progress, dynamic_ncols=True)
-    for epoch in range(epochs):
-        _train_epoch(task, args, model, optimizer, schedule, rng, state, log, bar, total)
-        stop = _evaluate(task, args, model, out, state, log, epoch + 1)
-        if stop or state.step >= total:
-            break
-    bar.close()
-    return _finish(task, args, out, state, log, time.perf_counter() - started)
-
-
-def _train_epoch(task: FinetuneTask, args: FinetuneArgs, model: nn.Module,
-                 optimizer: torch.optim.Optimizer, schedule: Any, rng: np.random.Generator,
-                 state: _State, log: RunLog, bar: Any, total: int) -> None:
-    model.train()
     scaler = torch.amp.GradScaler(enabled=args.precision == "fp16")
-    running, micro = [], 0
-    for batch in _epoch_batches(task, args, rng):
+    return _Run(task, args, model, optimizer, schedule, scaler, rng, out, per_epoch, total)
+
+
+def _train_epoch(run: _Run, state: _State) -> None:
+    """Train from the state's position to the end of its epoch (or the last step)."""
+    args, model = run.args, run.model
+    model.train()
+    run.rng.bit_generator.state = state.epoch_rng  # a no-op unless resuming mid-epoch
+    micro = state.batch
+    for batch in _epoch_batches(run.task, args, run.rng, skip=state.batch):
+        if state.step >= run.total:
+            return
         batch = _to(batch, args.device)
-        autocast = _autocast(args.device, args.precision)
-        with autocast:
+        with _autocast(args.device, args.precision):
             loss = model(**batch).loss
-        scaler.scale(loss / args.grad_accum).backward()
+        run.scaler.scale(loss / args.grad_accum).backward()
         if args.fgm_epsilon > 0:
             fgm_step(model, batch, args.fgm_epsilon, 1.0 / args.grad_accum,
                      _autocast(args.device, args.precision))
-        running.append(float(loss.detach()))
+        state.running.append(float(loss.detach()))
         micro += 1
         if micro % args.grad_accum:
             continue
-        _optimizer_step(model, optimizer, schedule, scaler, args.max_grad_norm)
-        state.step += 1
-        bar.update(1)
-        if state.step % args.log_every == 0 or state.step == total:
-            _log_step(log, bar, state.step, running, schedule, state.step / max(1, total))
-            running = []
-        if state.step >= total:
-            return
+        _optimizer_step(model, run.optimizer, run.schedule, run.scaler, args.max_grad_norm)
+        state.step, state.batch = state.step + 1, micro
+        run.bar.update(1)
+        if state.step % args.log_every == 0 or state.step == run.total:
+            _log_step(run.log, run.bar, state.step, state.running, run.schedule,
+                      state.step / max(1, run.total))
+            state.running = []
+        if args.save_every and state.step % args.save_every == 0:
+            _save(run, state)
+
+
+# ------------------------------------------------------------------ resumable checkpoints
+# FinetuneArgs fields that may differ between a run and its resumption
+_FREE_ARGS = ("device", "progress", "save_best", "save_every", "keep_last", "resume",
+              "log_every", "eval_batch_size", "deterministic")
+
+
+def _resume_dir(out: Path, args: FinetuneArgs) -> Path | None:
+    """The checkpoint to continue from (None: start afresh)."""
+    if not args.resume:
+        if ckpt.list_checkpoints(out):
+            raise FinetuneError(f"{out}: holds checkpoints of an earlier run; pass --resume to "
+                                "continue it or choose a new --out")
+        return None
+    found = ckpt.find_latest(out, warn=_say)
+    if found is None:
+        _say(f"--resume: no valid checkpoint in {out}; starting from step 0")
+    return found
+
+
+def _say(message: str) -> None:
+    print(f"bertforge finetune: {message}", file=sys.stderr, flush=True)
+
+
+def _split_weights(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """The module saved as the checkpoint's ``model.safetensors`` (Hugging Face names), and
+    the tensors no Hugging Face name exists for (the feature-based tagger's BiLSTM head),
+    which go into the training state."""
+    from bertforge.interop.checkpoint import CheckpointError, to_hf_state
+
+    try:
+        to_hf_state(model)
+        return model, {}
+    except CheckpointError:
+        return model.bert, {k: v for k, v in model.state_dict().items()
+                            if not k.startswith("bert.")}
+
+
+def _state_fields(run: _Run, state: _State) -> str:
+    """The state's counters as JSON (plain values, whatever types the metrics have)."""
+    fields = {k: getattr(state, k) for k in _State.__dataclass_fields__ if k != "best_result"}
+    fields["best_metrics"] = state.best_result.metrics if state.best_result else None
+    fields["seconds"] = state.seconds + time.perf_counter() - run.started
+    return json.dumps(fields, default=float)
+
+
+def _save(run: _Run, state: _State) -> None:
+    """Write ``OUT/checkpoint-STEP``; a failed write is reported and training goes on
+    (earlier checkpoints are intact)."""
+    state.log_lines = len(run.log.records)
+    weights, head = _split_weights(run.model)
+    training_state = {
+        "finetune": _state_fields(run, state),
+        "optimizer": run.optimizer.state_dict(), "schedule": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        "rng": ckpt.rng_state(), "head": head,
+        "grads": {n: p.grad for n, p in run.model.named_parameters() if p.grad is not None},
+        "args": json.dumps(_run_args(run)),
+    }
+    try:
+        ckpt.save_checkpoint(run.out, state.step, weights, training_state,
+                             keep_last=run.args.keep_last)
+    except ckpt.CheckpointWriteError as err:
+        _say(f"warning: {err}")
+
+
+def _run_args(run: _Run) -> dict[str, Any]:
+    """What must not change between a run and its resumption."""
+    fixed = {k: v for k, v in asdict(run.args).items() if k not in _FREE_ARGS}
+    return {**fixed, "task": run.task.name, "train_examples": len(run.task.train_rows)}
+
+
+def _restore(run: _Run, folder: Path) -> _State:
+    """Weights, optimizer, schedule, scaler, generators and counters from ``folder``."""
+    saved = ckpt.load_training_state(folder, verified=True)
+    _check_same_run(json.loads(saved["args"]), json.loads(json.dumps(_run_args(run))), folder)
+    weights, _ = _split_weights(run.model)
+    ckpt.load_model_weights(weights, folder)
+    if saved["head"]:
+        run.model.load_state_dict({**run.model.state_dict(), **saved["head"]})
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.schedule.load_state_dict(saved["schedule"])
+    if saved["scaler"]:
+        run.scaler.load_state_dict(saved["scaler"])
+    ckpt.set_rng_state(saved["rng"])
+    for name, param in run.model.named_parameters():
+        grad = saved["grads"].get(name)
+        param.grad = None if grad is None else grad.to(param.device)
+    fields = json.loads(saved["finetune"])
+    metrics = fields.pop("best_metrics")
+    state = _State(**fields)
+    state.best_result = EvalResult(metrics) if metrics is not None else None
+    _say(f"resumed from {folder} at step {state.step}")
+    return state
+
+
+def _check_same_run(saved: dict[str, Any], now: dict[str, Any], folder: Path) -> None:
+    changed = [f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in sorted(set(saved) | set(now))
+               if saved.get(k) != now.get(k)]
+    if changed:
+        raise FinetuneError(f"{folder}: the run being resumed had other settings: "
+                            f"{', '.join(changed)}; resume with the same data and settings, or "
+                            "choose a new --out")
 
 
 def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
@@ -378,9 +555,10 @@ def _log_step(log: RunLog, bar: Any, step: int, losses: list[float], schedule: A
     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
 
 
-def _evaluate(task: FinetuneTask, args: FinetuneArgs, model: nn.Module, out: Path,
-              state: _State, log: RunLog, epoch: int) -> bool:
+def _evaluate(run: _Run, state: _State, epoch: int) -> bool:
     """Score dev; save the checkpoint and predictions when best. True = stop early."""
+    task, args, model, out, log = run.task, run.args, run.model, run.out, run.log
+
     def predict(rows: list[Row]) -> dict[str, list[np.ndarray]]:
         return predict_rows(model, rows, args.eval_batch_size, args.device, task.pad_id,
                             args.precision)
@@ -405,8 +583,9 @@ def _save_best(task: FinetuneTask, args: FinetuneArgs, model: nn.Module, out: Pa
         task.write_predictions(out, result)
 
 
-def _finish(task: FinetuneTask, args: FinetuneArgs, out: Path, state: _State, log: RunLog,
-            seconds: float) -> dict[str, Any]:
+def _finish(run: _Run, state: _State) -> dict[str, Any]:
+    task, args, out, log = run.task, run.args, run.out, run.log
+    seconds = state.seconds + time.perf_counter() - run.started
     best = state.best_result.metrics if state.best_result else {}
     summary = {"task": task.name, **best, "main_metric": task.main_metric,
                "best_epoch": state.best_epoch, "best_step": state.best_step,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from bertforge.training.finetune import FinetuneArgs, FinetuneTask, finetune
 
@@ -48,6 +49,7 @@ def run_seeds(make_task: Callable[[], FinetuneTask], args: FinetuneArgs, seeds: 
     out = Path(out_dir)
     runs = []
     for seed in seeds:
+        torch.manual_seed(int(seed))  # a new head's initial weights follow the seed too
         task = make_task()
         run = finetune(task, dataclasses.replace(args, seed=int(seed)), out / f"seed-{seed}")
         log(f"seed {seed}: {task.main_metric} = {run.get(task.main_metric, float('nan')):.4f}")
