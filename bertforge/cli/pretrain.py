@@ -4,7 +4,9 @@ Every option can come from ``--config run.yaml`` (keys are the option names with
 underscores, e.g. ``max_steps: 1000``); flags given on the command line win. Ready
 configs ship in ``bertforge/configs/`` (``paper_phase1.yaml``, ``paper_phase2.yaml``,
 ``cpu_tiny.yaml``); ``--config cpu_tiny`` finds one by name. Under
-``torchrun --nproc_per_node N -m bertforge pretrain ...`` it trains with DDP.
+``torchrun --nproc_per_node N -m bertforge pretrain ...`` it trains with DDP, or with
+``--fsdp`` with FSDP2 (weights, gradients and optimiser state sharded over the processes,
+for models that do not fit one device).
 """
 
 from __future__ import annotations
@@ -86,6 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic kernels (bit-exact resume on a CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--fsdp", action="store_true",
+                        help="under torchrun: shard weights, gradients and optimiser state "
+                             "over the processes (FSDP2, one encoder layer at a time) instead "
+                             "of replicating them with DDP; for models that do not fit one "
+                             "device. Checkpoints stay full Hugging Face-shaped models")
     parser.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
                         help="no TensorBoard event files")
     parser.add_argument("--quiet", dest="progress", action="store_false",

@@ -10,6 +10,11 @@ schedule, loss scaler, the data position, the collator's generator, and the pyth
 numpy and torch generators (dropout). With ``deterministic`` on a CPU, a run killed at
 any moment and resumed from its last checkpoint ends with the same bits as one never
 interrupted.
+
+Under ``torchrun`` the model is replicated with DDP, or with ``fsdp`` sharded with FSDP2
+(``distributed.shard_model``): each process then holds 1/W of the weights, gradients and
+optimiser state. Checkpoints are the same either way (full weights, full optimiser state),
+so a run can resume with the other strategy or another number of processes.
 """
 
 from __future__ import annotations
@@ -36,8 +41,13 @@ from bertforge.training.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_flag,
+    full_model_state,
+    full_optimizer_state,
     gather_objects,
     init_distributed,
+    load_optimizer_state,
+    local_value,
+    shard_model,
     shutdown,
 )
 from bertforge.training.optim import build_optimizer
@@ -155,10 +165,20 @@ class PreTrainer:
         check_data(self.train_data, self.eval_data, cfg, config.vocab_size,
                    config.max_position_embeddings,
                    self.tokenizer.fingerprint() if self.tokenizer else None)
+        self.sharded = cfg.fsdp and info.enabled
+        if cfg.fsdp and not info.enabled:
+            self._say("--fsdp: a single process has nothing to shard; training unsharded "
+                      "(start it with torchrun --nproc_per_node N)")
         self.raw = self._build_model(config)
         self.micro, self.accum = cfg.accumulation(info.world_size)
+        if self.sharded:
+            self._shard()
         self._build_training_parts()
         self.progress = Progress()
+        # statistics of the steps since the last metrics record (saved: a resumed run logs
+        # the same numbers as one never interrupted)
+        self.window = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
+        self.window_steps = 0
         torch.manual_seed(cfg.seed + 7919 * info.rank)  # dropout: differs between processes
         if self.resume_dir is not None:
             self._restore(self.resume_dir)
@@ -222,7 +242,16 @@ class PreTrainer:
         model = BertForPreTraining(config)
         if self.cfg.init and self.resume_dir is None:
             _load_init(model, self.cfg.init, self._say)
-        return model.to(self.device).train()
+        # FSDP moves each shard to the device itself: the full model never has to fit it
+        return (model if self.sharded else model.to(self.device)).train()
+
+    def _shard(self) -> None:
+        """FSDP: weights of the checkpoint resumed (or --init-state) in first, while the
+        model is whole, then one shard group per encoder layer and one for the rest."""
+        source = self.resume_dir or (Path(self.cfg.init) if self.cfg.init_state else None)
+        if source is not None:
+            ckpt.load_model_weights(self.raw, source)
+        shard_model(self.raw, self.raw.bert.layers, self.info)
 
     def _build_training_parts(self) -> None:
         cfg = self.cfg
@@ -230,15 +259,15 @@ class PreTrainer:
                                          (cfg.beta1, cfg.beta2), cfg.eps)
         self.scheduler = build_schedule(self.optimizer, cfg.schedule, cfg.warmup_steps,
                                         cfg.schedule_steps or cfg.max_steps)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.precision == "fp16")
+        self.scaler = _grad_scaler(self.device, cfg.precision == "fp16", self.sharded)
         self.stream = BatchStream(self.train_data, cfg.batch_size, self.micro, self.accum,
                                   self.info, cfg.seed)
         self.collator = build_collator(self.train_data.meta, cfg, self.tokenizer,
                                        seed=cfg.seed + 7919 * self.info.rank)
 
     def _wrap(self, model: nn.Module) -> nn.Module:
-        """DDP across processes, then ``torch.compile`` when asked."""
-        if self.info.enabled:
+        """DDP across processes (unless already sharded), then ``torch.compile``."""
+        if self.info.enabled and not self.sharded:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -255,8 +284,9 @@ class PreTrainer:
         """Model, optimiser, schedule, scaler, counters; with ``data`` also the data
         position and every generator (an exact resume)."""
         state = ckpt.load_training_state(folder, verified=data)
-        ckpt.load_model_weights(self.raw, folder)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if not self.sharded:  # (a sharded model got its weights before sharding)
+            ckpt.load_model_weights(self.raw, folder)
+        load_optimizer_state(self.raw, self.optimizer, state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -266,6 +296,9 @@ class PreTrainer:
             return
         self.stream.load_state_dict(state["data"])
         self._restore_rng(state["rng"])
+        if state.get("log_window") is not None:
+            self.window = state["log_window"]["sums"].clone()
+            self.window_steps = int(state["log_window"]["steps"])
         self._say(f"resumed from {folder} at step {self.progress.step}")
 
     def _restore_rng(self, per_rank: list[dict[str, Any]]) -> None:
@@ -281,22 +314,25 @@ class PreTrainer:
         self.progress.elapsed = self._elapsed() if hasattr(self, "_start") else 0.0
         rng = gather_objects(ckpt.rng_state({"collator": self.collator.state_dict()}),
                              self.info)
-        return {"progress": dataclasses.asdict(self.progress),
-                "optimizer": self.optimizer.state_dict(),
+        optimizer = (full_optimizer_state(self.raw, self.optimizer) if self.sharded
+                     else self.optimizer.state_dict())
+        return {"progress": dataclasses.asdict(self.progress), "optimizer": optimizer,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                 "data": self.stream.state_dict(), "rng": rng,
+                "log_window": {"sums": self.window.clone(), "steps": self.window_steps},
                 "world_size": self.info.world_size, "run_config": dataclasses.asdict(self.cfg)}
 
     def save(self) -> Path | None:
         """Write ``checkpoint-STEP`` (main process); a failed write is reported, and
         training goes on (the earlier checkpoints are intact)."""
         state = self._training_state()  # collective: every process takes part
+        model = self._whole_model()  # collective too
         path = None
         if self.info.is_main:
             extra = _vocab_files(self.tokenizer_dir)
             try:
-                path = ckpt.save_checkpoint(self.out, self.progress.step, self.raw, state,
+                path = ckpt.save_checkpoint(self.out, self.progress.step, model, state,
                                             extra, keep_last=self.cfg.keep_last)
             except ckpt.CheckpointWriteError as err:
                 self._say(f"warning: {err}")
@@ -304,27 +340,40 @@ class PreTrainer:
         self._last_save = time.monotonic()
         return path
 
+    def _whole_model(self) -> nn.Module | None:
+        """The model to write: ``raw`` itself, or under FSDP an unsharded CPU copy on the
+        main process (None on the others), built on the meta device and given the
+        gathered tensors, so no second set of weights is ever allocated. Collective."""
+        if not self.sharded:
+            return self.raw
+        weights = full_model_state(self.raw)
+        if not self.info.is_main:
+            return None
+        with torch.device("meta"):
+            whole = BertForPreTraining(self.raw.config)
+        whole.load_state_dict(weights, assign=True)
+        return whole
     # ------------------------------------------------------------- the loop
     def run(self) -> PretrainResult:
         cfg, p = self.cfg, self.progress
         self._start, self._last_save = time.monotonic(), time.monotonic()
         self._elapsed0, self._tokens0, self._step0 = p.elapsed, p.tokens, p.step
         bar = make_bar(cfg.max_steps, p.step, cfg.progress and self.info.is_main)
-        window = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
-        window_steps, last = 0, {}
+        last: dict[str, Any] = {}
         saved_step = p.step if self.resume_dir else -1
         try:
             while p.step < cfg.max_steps and not self._time_up():
                 stats, lr, grad_norm = self.train_step()
                 if stats is None:
                     continue
-                window += stats
-                window_steps += 1
+                self.window += stats
+                self.window_steps += 1
                 is_eval = self.eval_data is not None and p.step % cfg.eval_every == 0
                 if p.step % cfg.log_every == 0 or is_eval or p.step == cfg.max_steps:
-                    last = self._log(window, window_steps, lr, grad_norm, is_eval, bar)
-                    window.zero_()
-                    window_steps = 0
+                    last = self._log(self.window, self.window_steps, lr, grad_norm, is_eval,
+                                     bar)
+                    self.window.zero_()
+                    self.window_steps = 0
                 bar.update(1)
                 if self._save_due():
                     self.save()
@@ -369,13 +418,15 @@ class PreTrainer:
     def _forward_backward(self, inputs: dict[str, torch.Tensor], counts: torch.Tensor,
                           last: bool) -> torch.Tensor:
         """Backward of this micro-batch's share of the global mean loss; its stats."""
-        sync = contextlib.nullcontext() if last or not self.info.enabled else (
+        if self.sharded:  # FSDP: reduce-scatter the gradients after the last micro-batch
+            self.raw.set_requires_gradient_sync(last)
+        sync = contextlib.nullcontext() if last or not self.info.enabled or self.sharded else (
             self._ddp.no_sync())
         with sync:
             with autocast_context(self.cfg.precision, self.device):
                 sums = objective_sums(self.model, inputs, self.cfg.objective)
             mlm_n, nsp_n = (max(float(c), 1.0) for c in counts)
-            # DDP averages gradients over processes; multiply back to a global sum / count
+            # DDP and FSDP average gradients over processes: multiply back to sum / count
             loss = (sums.mlm_loss_sum / mlm_n + sums.nsp_loss_sum / nsp_n) * (
                 self.info.world_size)
             self.scaler.scale(loss).backward()
@@ -386,7 +437,7 @@ class PreTrainer:
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.raw.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm or float("inf")
-        return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        return float(local_value(torch.nn.utils.clip_grad_norm_(params, max_norm)))
 
     def _optimizer_step(self) -> bool:
         """Step optimiser and schedule; False when the fp16 scaler skipped the update
@@ -424,20 +475,35 @@ class PreTrainer:
         Masks come from a collator with a fixed seed, so every evaluation sees the same
         masks; no training generator is touched."""
         if not hasattr(self, "_eval_batches"):
-            self._eval_batches = eval_batches(self.eval_data, self.micro,
-                                              self.cfg.eval_batches, self.info)
+            self._eval_batches = self._eval_plan()
         collator = build_collator(self.eval_data.meta, self.cfg, self.tokenizer,
                                   seed=self.cfg.seed + 1)
         self.raw.eval()
         stats = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
-        for batch in self._eval_batches:
+        for batch, counted in self._eval_batches:
             inputs = self._to_device(prepare(collator(batch), self.cfg.objective))
             with autocast_context(self.cfg.precision, self.device):
-                stats += objective_sums(self.raw, inputs, self.cfg.objective).stats.cpu()
+                sums = objective_sums(self.raw, inputs, self.cfg.objective)
+            if counted:
+                stats += sums.stats.cpu()
+        if self.sharded:  # FSDP keeps the root's weights gathered after a forward without
+            self.raw.reshard()  # backward; the optimiser holds the shards: back to those
         self.raw.train()
         s = summarize(all_reduce_sum(stats, self.info))
         return {"eval_loss": s["loss"], "eval_mlm_loss": s["mlm_loss"],
                 "eval_mlm_acc": s["mlm_acc"], "eval_nsp_acc": s["nsp_acc"]}
+
+    def _eval_plan(self) -> list[tuple[list[Any], bool]]:
+        """This process's evaluation micro-batches, each with whether it counts. Under
+        FSDP every forward pass all-gathers weights with all processes, so a process with
+        fewer batches than another repeats one uncounted (else the others would wait)."""
+        batches = eval_batches(self.eval_data, self.micro, self.cfg.eval_batches, self.info)
+        plan = [(b, True) for b in batches]
+        if self.sharded:
+            most = max(gather_objects(len(batches), self.info))
+            filler = batches[0] if batches else [self.eval_data[0]]
+            plan += [(filler, False)] * (most - len(batches))
+        return plan
 
     # ------------------------------------------------------------- bookkeeping
     def _log(self, window: torch.Tensor, steps: int, lr: float, grad_norm: float,
@@ -483,8 +549,9 @@ class PreTrainer:
     def _finish(self, last: dict[str, Any]) -> PretrainResult:
         """``OUT/final`` (model + vocabulary) and the curves PNG."""
         final = self.out / "final"
+        model = self._whole_model()  # collective under FSDP
         if self.info.is_main:
-            self.raw.save_pretrained(str(final))
+            model.save_pretrained(str(final))
             for name, source in _vocab_files(self.tokenizer_dir).items():
                 (final / name).write_bytes(Path(source).read_bytes())
             if (self.out / METRICS_FILE).is_file():
@@ -513,6 +580,20 @@ def _vocab_files(folder: Path | None) -> dict[str, Path]:
         return {}
     folder = folder if folder.is_dir() else folder.parent
     return {n: folder / n for n in VOCAB_FILES if (folder / n).is_file()}
+
+
+def _grad_scaler(device: torch.device, enabled: bool, sharded: bool) -> torch.amp.GradScaler:
+    """fp16's loss scaler. Sharded gradients need FSDP's, which agrees across processes
+    on whether any shard overflowed (else one process could skip a step the others take)."""
+    if sharded and enabled:
+        import warnings
+
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        # torch's own [1]-shaped scale meeting DTensor gradients: replicated, as it should be
+        warnings.filterwarnings("ignore", message="Found a non-scalar tensor with numel=1")
+        return ShardedGradScaler(device.type)
+    return torch.amp.GradScaler(device.type, enabled=enabled)
 
 
 def _load_init(model: BertForPreTraining, init: str, say: Any) -> None:

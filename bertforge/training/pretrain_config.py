@@ -67,6 +67,7 @@ class PretrainConfig:
     keep_last: int = 3
     resume: str | None = None  # "latest" or a checkpoint directory
     # speed
+    fsdp: bool = False  # under torchrun: shard the model with FSDP2 instead of DDP
     precision: str = "fp32"
     compile: bool = False
     device: str = "auto"

@@ -60,11 +60,14 @@ def _jsonable(value: Any) -> Any:
 
 
 def _tensorboard_writer(folder: Path) -> Any:
+    """A ``SummaryWriter`` on ``folder``; None, with a one-line notice on stderr, when the
+    optional ``tensorboard`` package is missing (training goes on without it)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        warnings.warn("TensorBoard logs skipped: the 'tensorboard' package is not installed "
-                      "(metrics.jsonl has the same numbers)", stacklevel=3)
+        print("bertforge: TensorBoard logs skipped: the 'tensorboard' package is not "
+              "installed (pip install 'bertforge[tensorboard]'); metrics.jsonl has the same "
+              "numbers", file=sys.stderr, flush=True)
         return None
     return SummaryWriter(str(folder))
 
