@@ -88,6 +88,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deterministic", action="store_true",
                         help="deterministic kernels (bit-exact resume on a CPU)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--decay-by-time", action="store_true",
+                        help="with --max-time: the learning rate decays by the steps or the "
+                             "clock, whichever is further along, and reaches 0 when the time "
+                             "is up (a budget-aware schedule; not bit-reproducible)")
     parser.add_argument("--fsdp", action="store_true",
                         help="under torchrun: shard weights, gradients and optimiser state "
                              "over the processes (FSDP2, one encoder layer at a time) instead "

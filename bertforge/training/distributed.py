@@ -99,6 +99,15 @@ def broadcast_flag(flag: bool, info: DistInfo) -> bool:
     return bool(t.item())
 
 
+def broadcast_value(value: float, info: DistInfo) -> float:
+    """Rank 0's ``value`` on every process (e.g. the share of the time budget used)."""
+    if not info.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=info.device)
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 # ------------------------------------------------------------------ FSDP
 def shard_model(model: nn.Module, blocks: Iterable[nn.Module], info: DistInfo) -> nn.Module:
     """FSDP2: ``fully_shard`` each of ``blocks`` (the encoder layers), then ``model`` itself

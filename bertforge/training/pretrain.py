@@ -41,6 +41,7 @@ from bertforge.training.distributed import (
     all_reduce_sum,
     barrier,
     broadcast_flag,
+    broadcast_value,
     full_model_state,
     full_optimizer_state,
     gather_objects,
@@ -257,8 +258,11 @@ class PreTrainer:
         cfg = self.cfg
         self.optimizer = build_optimizer(self.raw, cfg.optimizer, cfg.lr, cfg.weight_decay,
                                          (cfg.beta1, cfg.beta2), cfg.eps)
+        self._budget_used = 0.0  # share of --max-time used, for --decay-by-time
         self.scheduler = build_schedule(self.optimizer, cfg.schedule, cfg.warmup_steps,
-                                        cfg.schedule_steps or cfg.max_steps)
+                                        cfg.schedule_steps or cfg.max_steps,
+                                        clock=(lambda: self._budget_used)
+                                        if cfg.decay_by_time else None)
         self.scaler = _grad_scaler(self.device, cfg.precision == "fp16", self.sharded)
         self.stream = BatchStream(self.train_data, cfg.batch_size, self.micro, self.accum,
                                   self.info, cfg.seed)
@@ -448,6 +452,9 @@ class PreTrainer:
         self.optimizer.zero_grad(set_to_none=True)
         if scale is not None and self.scaler.get_scale() < scale:
             return False
+        if self.cfg.decay_by_time:  # rank 0's clock, so that every process agrees
+            used = min(1.0, self._elapsed() / (60.0 * self.cfg.max_time))
+            self._budget_used = broadcast_value(used, self.info)
         self.scheduler.step()
         return True
 

@@ -52,6 +52,7 @@ class PretrainConfig:
     schedule: str = "linear"
     warmup_steps: int = 10000
     schedule_steps: int | None = None  # the schedule's length; None = max_steps
+    decay_by_time: bool = False  # with max_time: decay to 0 when the time is up
     # masking for dynamically masked shards (None: the data's own parameters)
     masked_lm_prob: float | None = None
     max_predictions_per_seq: int | None = None
@@ -130,6 +131,9 @@ class PretrainConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise PretrainConfigError(f"{name} must be > 0 minutes, got {value}")
+        if self.decay_by_time and self.max_time is None:
+            raise PretrainConfigError("decay_by_time needs max_time (--max-time MINUTES): "
+                                      "the schedule decays to 0 when the time is up")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise PretrainConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -42,6 +42,22 @@ def test_google_schedule_is_polynomial_decay_on_the_global_step():
     assert f(50) == pytest.approx(0.5) and f(100) == 0.0 and f(150) == 0.0
 
 
+def test_time_budget_decays_by_steps_or_clock_whichever_is_further():
+    used = [0.0]
+    f = schedule_factor("linear", 10, 1010, clock=lambda: used[0])
+    assert f(5) == 0.5  # warm-up follows the steps only
+    assert f(510) == pytest.approx(0.5)  # clock at 0: the step schedule
+    used[0] = 0.75
+    assert f(510) == pytest.approx(0.25) and f(1000) == pytest.approx(0.01)  # min of both
+    used[0] = 1.0
+    assert f(20) == 0.0  # time is up: 0 whatever the step
+    used[0] = 1.7  # past the budget (a slow last step): still 0, never negative
+    assert f(20) == 0.0
+    g = schedule_factor("google", 0, 100, clock=lambda: used[0])
+    used[0] = 0.2
+    assert g(10) == pytest.approx(0.8) and g(50) == pytest.approx(0.5)
+
+
 def test_constant_with_warmup_and_without():
     assert [schedule_factor("constant", 4, 10)(s) for s in (0, 2, 4, 9)] == [0, 0.5, 1, 1]
     assert schedule_factor("constant", 0, 10)(0) == 1.0

@@ -53,6 +53,25 @@ def test_yaml_config_and_flags(corpus, tmp_path, capsys):
     assert "--data" in capsys.readouterr().err
 
 
+def test_decay_by_time_reaches_zero_when_the_time_is_up(corpus, tmp_path, capsys):
+    """--max-time with --decay-by-time: the learning rate falls with the clock (the step
+    schedule, 10^6 steps long, would barely have moved) and is ~0 at the last step."""
+    out = tmp_path / "timed"
+    code = main(["pretrain", "--data", str(corpus["train"]), "--model-config",
+                 str(corpus["model"]), "--out", str(out), "--max-steps", "1000000",
+                 "--max-time", "0.05", "--decay-by-time", "--batch-size", "4", "--lr", "1e-3",
+                 "--warmup-steps", "0", "--log-every", "1", "--threads", "1",
+                 "--save-every", "1000000000", "--no-tensorboard", "--quiet"])
+    assert code == 0
+    lrs = [r["lr"] for r in read_metrics(out / "metrics.jsonl")]
+    assert len(lrs) > 5
+    assert all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))  # never rises
+    assert lrs[-1] < 0.2e-3 < 0.6e-3 < lrs[0]
+    assert main(["pretrain", "--data", str(corpus["train"]), "--model-config",
+                 str(corpus["model"]), "--out", str(tmp_path / "x"), "--decay-by-time"]) == 2
+    assert "decay_by_time needs max_time" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["cpu_tiny", "paper_phase1", "paper_phase2"])
 def test_ready_configs_parse_and_check(name, tmp_path):
     from bertforge.cli.main import apply_yaml
