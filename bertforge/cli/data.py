@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 _CONFIG_FIELDS = ("max_seq_length", "short_seq_prob", "masked_lm_prob",
-                  "max_predictions_per_seq", "masking", "dupe_factor", "objective", "seed",
+                  "max_predictions_per_seq", "masking", "dupe_factor", "objective", "pack",
+                  "seed",
                   "input_format", "doc_sep", "jsonl_field", "num_shards", "shard_index")
 
 
@@ -52,7 +53,11 @@ def _add_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masking", choices=("static", "dynamic"),
                    help="static: masks stored (dupe-factor copies); dynamic: drawn per batch")
     p.add_argument("--dupe-factor", type=int, help="[10 static, 1 dynamic]")
-    p.add_argument("--objective", choices=("nsp", "sop", "none"), help="[nsp]")
+    p.add_argument("--objective", choices=("nsp", "sop", "none", "mlm"),
+                   help="nsp, sop, or none (= mlm): masked LM only [nsp]")
+    p.add_argument("--pack", action="store_true", default=None,
+                   help="with --objective none/mlm: fill each row with several "
+                        "[CLS] segment [SEP] instead of padding (block-diagonal attention)")
     p.add_argument("--seed", type=int, help="[12345]")
     p.add_argument("--workers", type=int, default=1, help="processes [1]")
     p.add_argument("--num-shards", type=int, help="split the documents into K parts [1]")
@@ -78,6 +83,8 @@ def _create(args: argparse.Namespace) -> int:
     if not args.input or not args.tokenizer or not args.out:
         raise ValueError("data create needs --input PATH..., --tokenizer DIR and --out DIR")
     given = {k: getattr(args, k) for k in _CONFIG_FIELDS if getattr(args, k) is not None}
+    if given.get("objective") == "mlm":  # the training objective's name for it
+        given["objective"] = "none"
     config = CreateConfig(**given, whole_word_mask=bool(args.whole_word_mask))
     files = expand_paths(args.input)
     tokenizer = load_tokenizer(args.tokenizer)
@@ -85,7 +92,8 @@ def _create(args: argparse.Namespace) -> int:
     meta = create_pretraining_data(files, tokenizer, args.out, config, workers=args.workers,
                                    progress=progress, keep_docstore=bool(args.keep_docstore))
     c, r = meta["counts"], meta["reading"]
-    print(f"wrote {args.out}: {c['instances']:,} instances, {c['tokens']:,} tokens, "
+    packed = f" ({c['segments']:,} segments packed)" if "segments" in c else ""
+    print(f"wrote {args.out}: {c['instances']:,} instances{packed}, {c['tokens']:,} tokens, "
           f"{c['masked_tokens']:,} masked, from {c['documents']:,} documents "
           f"({r['bytes'] / 1e6:.1f} MB in {r['files']} file(s))")
     _print_warnings(r)

@@ -35,20 +35,45 @@ class BertOutput:
 
 @dataclass
 class Unpadded:
-    """Where the T real tokens of a padded [B, S] batch sit: ``index`` [T] into B*S.
+    """Where the T real tokens of a [B, S] batch sit, and how attention sees them.
 
     Linear layers, LayerNorm and the activation run on [T, H] (padding costs nothing
-    there); only attention, which needs the [B, S] layout, sees the padding again.
+    there). Attention runs on [R, W]: one row per sequence (R = rows of the batch, or
+    every sequence of packed rows), W = the longest sequence; ``slot`` [T] says where each
+    token goes in the flattened R * W, ``key_mask`` [R, 1, 1, W] which slots are real.
     """
 
     index: torch.Tensor  # [T], int64 positions of real tokens in the flattened batch
     batch: int
     seq_len: int
+    slot: torch.Tensor  # [T], int64 positions of real tokens in the flattened [R, W]
+    rows: int
+    width: int
+    key_mask: torch.Tensor | None  # [R, 1, 1, W] bool, None when every sequence fills W
 
     @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor) -> Unpadded:
+    def from_mask(cls, attention_mask: torch.Tensor,
+                  sequence_ids: torch.Tensor | None = None) -> Unpadded:
+        """A sequence is a row's real tokens, or with ``sequence_ids`` [B, S] a run of
+        equal ids among them (packed rows)."""
         b, s = attention_mask.shape
-        return cls(attention_mask.flatten().nonzero().squeeze(1), b, s)
+        index = attention_mask.flatten().nonzero().squeeze(1)  # [T]
+        row = index // s  # row of each real token
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = row[1:] != row[:-1]  # a new sequence starts here
+        if sequence_ids is not None:
+            ids = sequence_ids.flatten().index_select(0, index)
+            first[1:] |= ids[1:] != ids[:-1]
+        starts = first.nonzero().squeeze(1)  # [R]
+        seq = first.cumsum(0) - 1  # [T], which sequence each token is in
+        lengths = torch.diff(starts, append=starts.new_tensor([len(index)]))  # [R]
+        rows, width = len(starts), int(lengths.max()) if len(starts) else 0
+        slot = seq * width + torch.arange(len(index), device=index.device) - starts[seq]
+        key_mask = None
+        if bool((lengths < width).any()):
+            key_mask = (torch.arange(width, device=index.device) < lengths[:, None])[
+                :, None, None, :]  # [R, W] -> [R, 1, 1, W]
+        return cls(index, b, s, slot, rows, width, key_mask)
 
     def unpad(self, x: torch.Tensor) -> torch.Tensor:
         return x.flatten(0, 1).index_select(0, self.index)  # [B, S, ...] -> [T, ...]
@@ -57,6 +82,35 @@ class Unpadded:
         out = x.new_zeros(self.batch * self.seq_len, *x.shape[1:])
         out.index_copy_(0, self.index, x)
         return out.view(self.batch, self.seq_len, *x.shape[1:])  # [T, ...] -> [B, S, ...]
+
+    def to_rows(self, x: torch.Tensor) -> torch.Tensor:
+        out = x.new_zeros(self.rows * self.width, *x.shape[1:])
+        out.index_copy_(0, self.slot, x)
+        return out.view(self.rows, self.width, *x.shape[1:])  # [T, ...] -> [R, W, ...]
+
+    def from_rows(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(0, 1).index_select(0, self.slot)  # [R, W, ...] -> [T, ...]
+
+    def attention_mask(self, is_causal: bool) -> torch.Tensor | None:
+        """The mask for attention over [R, W]: real keys (and earlier ones if causal)."""
+        if not is_causal:
+            return self.key_mask
+        causal = torch.ones(self.width, self.width, dtype=torch.bool,
+                            device=self.slot.device).tril()[None, None]  # [1, 1, W, W]
+        return causal if self.key_mask is None else self.key_mask & causal
+
+
+def _run_starts(sequence_ids: torch.Tensor) -> torch.Tensor:
+    """bool [B, S]: True where a run of equal ``sequence_ids`` [B, S] begins."""
+    return torch.cat([torch.ones_like(sequence_ids[:, :1], dtype=torch.bool),
+                      sequence_ids[:, 1:] != sequence_ids[:, :-1]], dim=1)
+
+
+def packed_positions(sequence_ids: torch.Tensor) -> torch.Tensor:
+    """Position ids [B, S] that restart at 0 where ``sequence_ids`` [B, S] changes."""
+    t = torch.arange(sequence_ids.shape[1], device=sequence_ids.device)
+    first = _run_starts(sequence_ids)
+    return t - torch.where(first, t, 0).cummax(dim=1).values  # minus its sequence's start
 
 
 def activation(name: str) -> nn.Module:
@@ -79,11 +133,13 @@ class Embeddings(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        seq_len = input_ids.shape[1]
-        positions = torch.arange(seq_len, device=input_ids.device)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Positions are 0..S-1 unless ``position_ids`` [B, S] says otherwise."""
+        if position_ids is None:
+            position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)
         x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-             + self.position_embeddings(positions))  # [B, S, H] + [S, H] broadcasts
+             + self.position_embeddings(position_ids))  # [B, S, H] + [S or B, S, H]
         return self.dropout(self.norm(x))
 
 
@@ -103,12 +159,13 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
                 unpadded: Unpadded | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x: [B, S, H], or [T, H] with ``unpadded``; mask: bool [B, 1, 1|S, S], True
-        where a query may look. The output has the layout of x."""
-        relayout = unpadded.pad if unpadded is not None else (lambda t: t)
+        """x: [B, S, H], or [T, H] with ``unpadded`` (attention then runs on its [R, W]
+        layout); mask: bool [B, 1, 1|S, S] (or [R, 1, 1|W, W]), True where a query may
+        look. The output has the layout of x."""
+        relayout = unpadded.to_rows if unpadded is not None else (lambda t: t)
 
         def heads(t: torch.Tensor) -> torch.Tensor:
-            t = relayout(t)  # [T, H] -> [B, S, H] when unpadded
+            t = relayout(t)  # [T, H] -> [R, W, H] when unpadded
             b, s, _ = t.shape
             return t.view(b, s, self.num_heads, -1).transpose(1, 2)  # -> [B, N, S, D]
 
@@ -122,7 +179,7 @@ class SelfAttention(nn.Module):
             probs = None
         context = context.transpose(1, 2).reshape(b, s, -1)  # [B, N, S, D] -> [B, S, H]
         if unpadded is not None:
-            context = unpadded.unpad(context)  # [B, S, H] -> [T, H]
+            context = unpadded.from_rows(context)  # [R, W, H] -> [T, H]
         return self.o(context), probs
 
 
@@ -186,14 +243,24 @@ def _tracing() -> bool:
 
 
 def attention_mask_4d(attention_mask: torch.Tensor | None, seq_len: int,
-                      is_causal: bool, device: torch.device) -> torch.Tensor | None:
-    """Boolean mask for SDPA: [B, S] padding mask -> [B, 1, 1, S] (or [B, 1, S, S] if causal).
+                      is_causal: bool, device: torch.device,
+                      sequence_ids: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Boolean mask for SDPA: [B, S] padding mask -> [B, 1, 1, S] (or [B, 1, S, S] if causal
+    or packed: with ``sequence_ids`` [B, S] a query sees only its own sequence's keys).
 
     Returns None when nothing is masked, so SDPA may take its fastest kernel (a look at the
     data that traced code skips: ``torch.compile`` and ONNX export always get the mask).
     """
     mask = None
-    if attention_mask is not None and (_tracing() or not bool(attention_mask.all())):
+    if sequence_ids is not None:
+        runs = _run_starts(sequence_ids).cumsum(1)  # [B, S]: a run of equal ids = a sequence
+        mask = runs[:, :, None] == runs[:, None, :]  # [B, S, S], block diagonal
+        if attention_mask is not None:
+            real = attention_mask.bool()
+            # padding queries look at every key (never an empty row: SDPA would give NaN)
+            mask = (mask & real[:, None, :]) | ~real[:, :, None]
+        mask = mask[:, None]  # [B, S, S] -> [B, 1, S, S]
+    elif attention_mask is not None and (_tracing() or not bool(attention_mask.all())):
         mask = attention_mask.bool()[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
     if is_causal:
         causal = torch.ones(seq_len, seq_len, dtype=torch.bool, device=device).tril()
@@ -216,25 +283,30 @@ class BertModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> BertOutput:
-        """input_ids, token_type_ids, attention_mask: [B, S] (mask 1 = real token, 0 = pad)."""
+                output_attentions: bool = False,
+                sequence_ids: torch.Tensor | None = None) -> BertOutput:
+        """input_ids, token_type_ids, attention_mask: [B, S] (mask 1 = real token, 0 = pad).
+
+        ``sequence_ids`` [B, S] marks packed rows: each run of equal ids is a sequence of
+        its own (attention stays inside it, positions restart at 0), so every sequence
+        gets what it would get alone in a row.
+        """
         _, seq_len = input_ids.shape
         if seq_len > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings "
                              f"{self.config.max_position_embeddings}; truncate the input")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        mask = attention_mask_4d(attention_mask, seq_len, self.config.is_causal, input_ids.device)
-        x = self.embeddings(input_ids, token_type_ids)
-        # Unpad when over 10% of the batch is padding (below that the gathers around
-        # attention cost more than the padding: ~10% of MiniLM's CPU time) and nobody asked
-        # for per-layer [B, S, ...] outputs.
-        unpadded = None
-        if self.unpad and mask is not None and attention_mask is not None and not (
-                output_hidden_states or output_attentions or _tracing()) and float(
-                attention_mask.float().mean()) < 1 - UNPAD_MIN_PADDING:
-            unpadded = Unpadded.from_mask(attention_mask)
+        positions = packed_positions(sequence_ids) if sequence_ids is not None else None
+        x = self.embeddings(input_ids, token_type_ids, positions)
+        unpadded = self._unpadded(attention_mask, sequence_ids,
+                                  output_hidden_states or output_attentions)
+        if unpadded is not None:
             x = unpadded.unpad(x)  # [B, S, H] -> [T, H]
+            mask = unpadded.attention_mask(self.config.is_causal)  # over [R, W]
+        else:
+            mask = attention_mask_4d(attention_mask, seq_len, self.config.is_causal,
+                                     input_ids.device, sequence_ids)
         hidden, attentions = [x], []
         for layer in self.layers:
             x, probs = layer(x, mask, output_attentions, unpadded)
@@ -248,6 +320,22 @@ class BertModel(nn.Module):
             hidden_states=tuple(hidden) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )
+
+    def _unpadded(self, attention_mask: torch.Tensor | None, sequence_ids: torch.Tensor | None,
+                  per_layer_outputs: bool) -> Unpadded | None:
+        """Unpad when over 10% of the batch is padding (below that the gathers around
+        attention cost more than the padding: ~10% of MiniLM's CPU time), always for packed
+        rows (each sequence then attends alone instead of through an [B, S, S] mask), and
+        never when someone asked for per-layer [B, S, ...] outputs or under tracing."""
+        if not self.unpad or per_layer_outputs or _tracing():
+            return None
+        if sequence_ids is not None:
+            if attention_mask is None:
+                attention_mask = torch.ones_like(sequence_ids)
+            return Unpadded.from_mask(attention_mask, sequence_ids)
+        if attention_mask is None or float(attention_mask.float().mean()) >= 1 - UNPAD_MIN_PADDING:
+            return None
+        return Unpadded.from_mask(attention_mask)
 
     @classmethod
     def from_pretrained(cls, path: str, **kwargs: object) -> BertModel:

@@ -71,13 +71,15 @@ class BertForPreTraining(nn.Module):
                 labels: torch.Tensor | None = None,
                 next_sentence_label: torch.Tensor | None = None,
                 output_hidden_states: bool = False,
-                output_attentions: bool = False) -> PreTrainingOutput:
+                output_attentions: bool = False,
+                sequence_ids: torch.Tensor | None = None) -> PreTrainingOutput:
         """With ``masked_positions`` [B, P] the MLM head runs only there and ``labels`` is
         [B, P]; otherwise it runs everywhere and ``labels`` is [B, S]. Labels equal to -100
-        (padding of P, unmasked tokens) are ignored. ``next_sentence_label``: [B]."""
+        (padding of P, unmasked tokens) are ignored. ``next_sentence_label``: [B].
+        ``sequence_ids`` [B, S]: packed rows (see ``BertModel.forward``)."""
         out = self.bert(input_ids, token_type_ids, attention_mask,
                         output_hidden_states=output_hidden_states,
-                        output_attentions=output_attentions)
+                        output_attentions=output_attentions, sequence_ids=sequence_ids)
         hidden = out.last_hidden_state
         if masked_positions is not None:
             hidden = gather_positions(hidden, masked_positions)  # [B, P, H]

@@ -28,7 +28,10 @@ class MaskingCollator:
     (1 for real tokens), ``masked_positions`` [B, P] (P = most masks in the batch, padded
     with 0), ``masked_labels`` [B, P] (original ids, padded with -100) and
     ``next_sentence_label`` [B] (0 IsNext, 1 NotNext, -1 none). S is the longest instance,
-    rounded up to ``pad_to_multiple_of``.
+    rounded up to ``pad_to_multiple_of``. Packed rows (instances with ``segment_starts``)
+    also get ``sequence_ids`` [B, S]: 0, 1, ... for the row's segments, -1 at padding (the
+    model keeps segments apart with it). Masks never fall on [CLS], [SEP] or [PAD], so
+    never on a segment's ends either; a row's mask count follows the row's length.
 
     Instances that carry ``masked_positions`` (static masking) keep their stored masks;
     the others get masks drawn now (dynamic masking) with a numpy Generator owned by the
@@ -86,6 +89,10 @@ class MaskingCollator:
         batch["masked_labels"] = _pad(labels, p, IGNORE_INDEX)
         batch["next_sentence_label"] = np.array(
             [int(x["next_sentence_label"]) for x in instances], dtype=np.int64)
+        if any("segment_starts" in x for x in instances):
+            batch["sequence_ids"] = _pad([sequence_ids(len(row), x.get("segment_starts"))
+                                          for row, x in zip(ids, instances, strict=True)],
+                                         width, -1)
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
 
     def _masks(self, instances: Sequence[dict[str, np.ndarray]],
@@ -119,6 +126,15 @@ class MaskingCollator:
             self._worker_id = info.id
             seq = np.random.SeedSequence(self.seed, spawn_key=(info.id,))
             self.generator = np.random.default_rng(seq)
+
+
+def sequence_ids(length: int, segment_starts: np.ndarray | None) -> np.ndarray:
+    """int64 [length]: which segment of a packed row each token is in (0 before the
+    second start, 1 before the third, ...); all 0 without ``segment_starts``."""
+    marks = np.zeros(length, dtype=np.int64)
+    if segment_starts is not None and len(segment_starts) > 1:
+        marks[np.asarray(segment_starts[1:], dtype=np.int64)] = 1
+    return np.cumsum(marks)
 
 
 def _pad(rows: Sequence[np.ndarray], width: int, value: int) -> np.ndarray:

@@ -30,9 +30,15 @@ import numpy as np
 
 from bertforge.pretraining.docstore import DocStore, DocStoreWriter, tokenize_pieces
 from bertforge.pretraining.encoder import CachedEncoder
-from bertforge.pretraining.instances import PairRule, document_spans, materialize
+from bertforge.pretraining.instances import (
+    InstanceSpans,
+    PairRule,
+    document_spans,
+    materialize,
+)
 from bertforge.pretraining.masking import MaskingRule, draw_masks
 from bertforge.pretraining.npyio import smallest_uint
+from bertforge.pretraining.packing import pack
 from bertforge.pretraining.reader import DOC_SEPS, FORMATS, Piece, ReadStats, iter_pieces
 from bertforge.pretraining.shards import ShardWriter
 from bertforge.tokenization import BertTokenizer
@@ -49,7 +55,8 @@ class OutputExistsError(ValueError):
 class CreateConfig:
     """Every parameter of data creation (the CLI's flags; defaults as in BERT).
 
-    ``dupe_factor`` None means 10 for static masking and 1 for dynamic masking.
+    ``dupe_factor`` None means 10 for static masking and 1 for dynamic masking. ``pack``
+    (MLM only, ``objective="none"``) fills each row with several segments (``packing``).
     """
 
     max_seq_length: int = 128
@@ -60,6 +67,7 @@ class CreateConfig:
     masking: str = "static"
     dupe_factor: int | None = None
     objective: str = "nsp"
+    pack: bool = False
     seed: int = 12345
     input_format: str = "sentences"
     doc_sep: str = "blank-line"
@@ -89,6 +97,9 @@ class CreateConfig:
         if not 0 <= self.shard_index < self.num_shards:
             raise ValueError(f"shard_index must be in [0, num_shards={self.num_shards}), got "
                              f"{self.shard_index}")
+        if self.pack and self.objective != "none":
+            raise ValueError(f"pack needs objective 'none' (MLM only), got {self.objective!r}: "
+                             "a sentence objective needs one pair per row")
         if self.max_seq_length > 65535:
             raise ValueError(f"max_seq_length {self.max_seq_length} is over 65535")
 
@@ -155,11 +166,26 @@ def _block_task(task: tuple[int, int, int]) -> dict[str, np.ndarray]:
                                                        spawn_key=(cfg.shard_index, block)))
     spans = document_spans(store, doc_lo, doc_hi, cfg.dupe_factor, cfg.pair_rule(), rng)
     cls_id, sep_id = shared.objective_ids
+    if cfg.pack:
+        return _packed_block(spans, store, (cls_id, sep_id), rule, cfg, rng)
     mat = materialize(spans, store.tokens, cls_id, sep_id, cfg.objective == "none")
     masks = draw_masks(mat.input_ids, mat.offsets, rule, rng) if cfg.masking == "static" \
         else None
     return {"mat": mat, "labels": spans.label, "masks": masks,
             "a_doc": store.doc_ids[spans.a_doc], "b_doc": store.doc_ids[spans.b_doc]}
+
+
+def _packed_block(spans: InstanceSpans, store: DocStore, specials: tuple[int, int],
+                  rule: MaskingRule, cfg: CreateConfig, rng: np.random.Generator) -> dict:
+    """Like ``_block_task``'s result, for rows packed with several segments."""
+    packed = pack(spans, store.tokens, *specials, cfg.max_seq_length)
+    packed.segment_doc = store.doc_ids[packed.segment_doc]
+    mat, seg = packed.mat, packed.segment_offsets
+    masks = draw_masks(mat.input_ids, mat.offsets, rule, rng) if cfg.masking == "static" \
+        else None
+    return {"mat": mat, "labels": np.full(len(seg) - 1, -1, dtype=np.int8), "masks": masks,
+            "a_doc": packed.segment_doc[seg[:-1]], "b_doc": packed.segment_doc[seg[1:] - 1],
+            "packed": packed}
 
 
 def _ordered_map(fn: Callable, tasks: Iterable, pool: Any, window: int) -> Iterator:
@@ -335,13 +361,15 @@ def _build_instances(tokenizer: BertTokenizer, shared: _Shared, pool: Any, worke
     store = DocStore(shared.store_dir)
     blocks = _blocks(store, config.block_tokens)
     writer = ShardWriter(out, smallest_uint(tokenizer.vocab_size - 1),
-                         smallest_uint(config.max_seq_length), config.masking == "static")
+                         smallest_uint(config.max_seq_length), config.masking == "static",
+                         config.pack)
     labels = np.zeros(3, dtype=np.int64)  # counts of -1, 0, 1
     bar = tqdm(total=len(store), unit="doc", desc="instances", disable=not progress,
                dynamic_ncols=True)
     for (_, lo, hi), res in zip(blocks, _ordered_map(_block_task, blocks, pool, 2 * workers),
                                 strict=True):
-        writer.add(res["mat"], res["labels"], res["a_doc"], res["b_doc"], res["masks"])
+        writer.add(res["mat"], res["labels"], res["a_doc"], res["b_doc"], res["masks"],
+                   res.get("packed"))
         labels += np.bincount(res["labels"].astype(np.int64) + 1, minlength=3)
         bar.update(hi - lo)
         bar.set_postfix(instances=writer.n_instances, refresh=False)
@@ -368,7 +396,8 @@ def _meta(files: list[Path], tokenizer: BertTokenizer, config: CreateConfig, sta
                    "masked_tokens": writer.n_masked, "is_next": is_next, "not_next": not_next,
                    "no_label": none, "blocks": counts["blocks"],
                    "documents": store["documents"], "sentences": store["sentences"],
-                   "corpus_tokens": store["tokens"]},
+                   "corpus_tokens": store["tokens"],
+                   **({"segments": writer.n_segments} if config.pack else {})},
         "reading": {"files": stats.files, "bytes": stats.bytes,
                     "replaced_utf8_lines": stats.replaced_lines,
                     "binary_files_skipped": stats.binary_files,

@@ -5,6 +5,11 @@
 ``b_start.npy``            position of B's first token (= length when no B)     [N]
 ``next_sentence_label.npy`` 0 IsNext, 1 NotNext (or swapped, SOP), -1 none      [N] int8
 ``a_doc.npy``, ``b_doc.npy`` reading-order document index of A and of B         [N] int64
+with ``pack`` (several ``[CLS] segment [SEP]`` per row, MLM only; a_doc/b_doc are then the
+first and last segment's documents):
+``segment_offsets.npy``    where row i's segments start in the two arrays below [N + 1] int64
+``segment_starts.npy``     position of each segment's [CLS] in its row          [G]
+``segment_doc.npy``        reading-order document index of each segment         [G] int64
 and with static masks (the stored ``input_ids`` then hold the masked tokens):
 ``masked_offsets.npy``     where instance i's masks start                      [N + 1] int64
 ``masked_positions.npy``   masked positions, ascending within an instance       [M]
@@ -26,6 +31,7 @@ import numpy as np
 from bertforge.pretraining.instances import Materialized
 from bertforge.pretraining.masking import MaskDraw
 from bertforge.pretraining.npyio import NpyAppender, open_array
+from bertforge.pretraining.packing import PackedRows
 
 META = "meta.json"
 
@@ -34,7 +40,7 @@ class ShardWriter:
     """Appends blocks of instances to a shard directory."""
 
     def __init__(self, folder: str | os.PathLike, token_dtype: np.dtype,
-                 position_dtype: np.dtype, static: bool) -> None:
+                 position_dtype: np.dtype, static: bool, packed: bool = False) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         specs = {"input_ids": token_dtype, "offsets": np.int64, "b_start": position_dtype,
@@ -42,16 +48,20 @@ class ShardWriter:
         if static:
             specs |= {"masked_offsets": np.int64, "masked_positions": position_dtype,
                       "masked_labels": token_dtype}
+        if packed:
+            specs |= {"segment_offsets": np.int64, "segment_starts": position_dtype,
+                      "segment_doc": np.int64}
         self._files = {name: NpyAppender(self.folder / f"{name}.npy", dt)
                        for name, dt in specs.items()}
         self._files["offsets"].append(np.zeros(1, np.int64))
-        if static:
-            self._files["masked_offsets"].append(np.zeros(1, np.int64))
-        self.n_instances = self.n_tokens = self.n_masked = 0
+        for name in ("masked_offsets", "segment_offsets"):
+            if name in self._files:
+                self._files[name].append(np.zeros(1, np.int64))
+        self.n_instances = self.n_tokens = self.n_masked = self.n_segments = 0
 
     def add(self, mat: Materialized, labels: np.ndarray, a_doc: np.ndarray, b_doc: np.ndarray,
-            masks: MaskDraw | None) -> None:
-        """Append instances (``masks`` for static masking, else None)."""
+            masks: MaskDraw | None, packed: PackedRows | None = None) -> None:
+        """Append instances (``masks`` for static masking, ``packed`` for packed rows)."""
         f = self._files
         f["input_ids"].append(mat.input_ids if masks is None else masks.input_ids)
         f["offsets"].append(self.n_tokens + mat.offsets[1:])
@@ -64,6 +74,11 @@ class ShardWriter:
             f["masked_positions"].append(masks.positions)
             f["masked_labels"].append(masks.labels)
             self.n_masked += len(masks.positions)
+        if packed is not None:
+            f["segment_offsets"].append(self.n_segments + packed.segment_offsets[1:])
+            f["segment_starts"].append(packed.segment_starts)
+            f["segment_doc"].append(packed.segment_doc)
+            self.n_segments += len(packed.segment_starts)
         self.n_tokens += int(mat.offsets[-1])
         self.n_instances += len(labels)
 
@@ -86,6 +101,7 @@ class _Part:
             raise ValueError(f"{folder / META}: cannot read ({err}); is this a shard "
                              "directory written by 'bertforge data create'?") from None
         self.static = self.meta["parameters"]["masking"] == "static"
+        self.packed = bool(self.meta["parameters"].get("pack", False))
         self._arrays: dict[str, np.ndarray] = {}
         self.length = int(self.meta["counts"]["instances"])
 
@@ -109,6 +125,9 @@ class _Part:
             m_lo, m_hi = self.array("masked_offsets")[i:i + 2]
             out["masked_positions"] = self.array("masked_positions")[m_lo:m_hi].astype(np.int64)
             out["masked_labels"] = self.array("masked_labels")[m_lo:m_hi].astype(np.int64)
+        if self.packed:
+            s_lo, s_hi = self.array("segment_offsets")[i:i + 2]
+            out["segment_starts"] = self.array("segment_starts")[s_lo:s_hi].astype(np.int64)
         return out
 
 
@@ -120,7 +139,9 @@ class ShardDataset:
     unpadded; ``token_type_ids`` [L] (0 for [CLS] A [SEP], 1 for B [SEP]);
     ``next_sentence_label`` (scalar: 0 IsNext, 1 NotNext, -1 without an objective); and
     with static masking ``masked_positions`` [P] and ``masked_labels`` [P] (original ids;
-    ``input_ids`` then already holds [MASK]/random/kept tokens). O(1) per instance, via
+    ``input_ids`` then already holds [MASK]/random/kept tokens); for packed data
+    (``meta["parameters"]["pack"]``) ``segment_starts`` [G] (where each of the row's
+    ``[CLS] segment [SEP]`` starts; the first is 0). O(1) per instance, via
     memory maps; ``meta`` is the (first part's) ``meta.json``.
     """
 

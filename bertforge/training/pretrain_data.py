@@ -149,6 +149,9 @@ def check_data(train: Dataset, eval_data: Dataset | None, cfg: PretrainConfig,
         if int(params.get("max_seq_length", 0)) > max_positions:
             raise DataMismatch(f"{where}: max_seq_length {params['max_seq_length']} exceeds "
                                f"the model's max_position_embeddings {max_positions}")
+        if params.get("pack") and cfg.objective != "mlm":
+            raise DataMismatch(f"{where}: packed shards (several segments per row) train "
+                               f"--objective mlm only, not {cfg.objective}")
         data_objective = params.get("objective", "nsp")
         if data_objective not in DATA_OBJECTIVES[cfg.objective]:
             raise DataMismatch(f"{where}: shards built with --objective {data_objective} "

@@ -47,9 +47,14 @@ def prepare(batch: dict[str, torch.Tensor], objective: str) -> dict[str, torch.T
 
     Returns ``input_ids``, ``token_type_ids``, ``attention_mask`` [B, S], ``labels``
     ([B, P] at ``masked_positions`` for MLM, [B, S] shifted for LTR), and for the MLM
-    objectives ``masked_positions`` [B, P]; ``next_sentence_label`` [B] when used.
+    objectives ``masked_positions`` [B, P]; ``next_sentence_label`` [B] when used;
+    ``sequence_ids`` [B, S] for packed rows (several segments per row).
     """
     out = {k: batch[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+    if "sequence_ids" in batch:
+        if objective != "mlm":
+            raise ValueError(f"packed rows train --objective mlm only, not {objective}")
+        out["sequence_ids"] = batch["sequence_ids"]
     if objective == "ltr":
         ids = unmask(batch)
         out["input_ids"] = ids
@@ -82,8 +87,9 @@ def next_token_labels(ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.
 def objective_sums(model: nn.Module, inputs: dict[str, torch.Tensor],
                    objective: str) -> ObjectiveSums:
     """Forward ``model`` (a ``BertForPreTraining``) and sum the losses of ``inputs``."""
+    packed = {"sequence_ids": inputs["sequence_ids"]} if "sequence_ids" in inputs else {}
     out = model(inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
-                masked_positions=inputs.get("masked_positions"))
+                masked_positions=inputs.get("masked_positions"), **packed)
     labels = inputs["labels"]
     logits = out.prediction_logits.flatten(0, 1).float()  # [B*P or B*S, V]
     mlm_sum = F.cross_entropy(logits, labels.flatten(), ignore_index=IGNORE_INDEX,
@@ -98,7 +104,7 @@ def objective_sums(model: nn.Module, inputs: dict[str, torch.Tensor],
         nsp_sum = F.cross_entropy(nsp_logits, nsp_label, reduction="sum")
         nsp_count = torch.tensor(float(nsp_label.numel()), device=labels.device)
         nsp_correct = (nsp_logits.argmax(-1) == nsp_label).sum()
-    tokens = inputs["attention_mask"].sum()
+    tokens = inputs["attention_mask"].sum()  # real tokens: padding never counts
     stats = torch.stack([mlm_sum.detach().double(), valid.sum().double(), mlm_correct.double(),
                          nsp_sum.detach().double(), nsp_count.double(), nsp_correct.double(),
                          tokens.double()])
