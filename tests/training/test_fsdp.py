@@ -24,12 +24,7 @@ STEPS = dict(max_steps=4, batch_size=8, lr=1e-3, warmup_steps=0, log_every=1, sa
              eval_every=2, eval_batches=1000)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,13 +38,6 @@ def test_param_groups_exclude_layernorm_and_biases_and_keep_tied_once():
     assert len(decay["params"]) + len(keep["params"]) == n_params
 
 
-@pytest.fixture
-def one_thread():
-    """Two threads stall each other on a busy 2-core runner; tiny models need one."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def test_adamw_equals_torch_adamw_over_steps(one_thread):

@@ -24,12 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "bertforge" / "configs"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -55,14 +55,7 @@ def run_config(corpus: dict[str, Path], out: Path, **changes) -> PretrainConfig:
     return PretrainConfig(**{**base, **changes})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Micro models gain nothing from threads, and on a busy 2-core runner two threads
-    stall each other (0.04 s steps become 0.7 s)."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

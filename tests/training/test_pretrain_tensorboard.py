@@ -7,19 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from test_pretrain_loop import build_corpus, run_config
 
 from bertforge.training.pretrain import pretrain
 from bertforge.training.tracking import MetricsLog, read_metrics
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tensorboard_scalars_equal_metrics_jsonl(tmp_path):
