@@ -32,7 +32,7 @@ from torch import nn
 from bertforge.inference.common import InferenceError
 from bertforge.interop.checkpoint import read_checkpoint
 from bertforge.model import BertModel
-from bertforge.model.bert import BertOutput
+from bertforge.model.bert import BertOutput, gather_positions
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 TASK_OUTPUTS = {
@@ -52,7 +52,10 @@ class MaskedEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False) -> BertOutput:
+                output_attentions: bool = False,
+                output_positions: torch.Tensor | None = None) -> BertOutput:
+        """As ``BertModel.forward``; ``output_positions`` selects rows of the output after
+        the full computation (the traced graph keeps every row)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if attention_mask is None:
@@ -65,6 +68,8 @@ class MaskedEncoder(nn.Module):
             hidden.append(x)
         x = x * attention_mask[..., None].to(x.dtype)  # zeros at padding, as BertModel gives
         pooled = self.bert.pooler(x) if self.bert.pooler is not None else None
+        if output_positions is not None:
+            x = gather_positions(x, output_positions)  # [B, S, H] -> [B, P, H]
         return BertOutput(x, pooled, tuple(hidden) if output_hidden_states else None)
 
 

@@ -158,10 +158,13 @@ class SelfAttention(nn.Module):
         self.is_causal = config.is_causal
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
-                unpadded: Unpadded | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                unpadded: Unpadded | None = None, queries: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: [B, S, H], or [T, H] with ``unpadded`` (attention then runs on its [R, W]
         layout); mask: bool [B, 1, 1|S, S] (or [R, 1, 1|W, W]), True where a query may
-        look. The output has the layout of x."""
+        look. The output has the layout of x; with ``queries`` [B, P, H] (padded layout
+        only) only those query rows are computed (keys and values still come from x) and
+        the output is [B, P, H]."""
         relayout = unpadded.to_rows if unpadded is not None else (lambda t: t)
 
         def heads(t: torch.Tensor) -> torch.Tensor:
@@ -169,7 +172,8 @@ class SelfAttention(nn.Module):
             b, s, _ = t.shape
             return t.view(b, s, self.num_heads, -1).transpose(1, 2)  # -> [B, N, S, D]
 
-        q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
+        q = heads(self.q(x if queries is None else queries))
+        k, v = heads(self.k(x)), heads(self.v(x))
         b, _, s, _ = q.shape
         dropout_p = self.dropout_p if self.training else 0.0
         if want_probs:  # the explicit path, only to hand probabilities back
@@ -219,9 +223,11 @@ class Layer(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
-                unpadded: Unpadded | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attn(x, mask, want_probs, unpadded)
-        x = self.attn_norm(x + self.dropout(attended))
+                unpadded: Unpadded | None = None, queries: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``queries`` [B, P, H]: compute only these rows of the output (see SelfAttention)."""
+        attended, probs = self.attn(x, mask, want_probs, unpadded, queries)
+        x = self.attn_norm((x if queries is None else queries) + self.dropout(attended))
         x = self.ffn_norm(x + self.dropout(self.ffn(x)))
         return x, probs
 
@@ -235,6 +241,12 @@ class Pooler(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.dense(hidden[:, 0]))  # [B, S, H] -> [B, H]
+
+
+def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Pick rows of ``hidden`` [B, S, H] at ``positions`` [B, P] -> [B, P, H]."""
+    index = positions.long().unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # [B, P, H]
+    return hidden.gather(1, index)
 
 
 def _tracing() -> bool:
@@ -284,12 +296,19 @@ class BertModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False,
-                sequence_ids: torch.Tensor | None = None) -> BertOutput:
+                sequence_ids: torch.Tensor | None = None,
+                output_positions: torch.Tensor | None = None) -> BertOutput:
         """input_ids, token_type_ids, attention_mask: [B, S] (mask 1 = real token, 0 = pad).
 
         ``sequence_ids`` [B, S] marks packed rows: each run of equal ids is a sequence of
         its own (attention stays inside it, positions restart at 0), so every sequence
         gets what it would get alone in a row.
+
+        ``output_positions`` [B, P]: only these positions' outputs are wanted (the masked
+        tokens of MLM; none, [B, 0], for a classifier that reads the pooler). Then
+        ``last_hidden_state`` is [B, P, H], row j being position ``output_positions[:, j]``,
+        and the last layer computes only those rows and [CLS] (its keys and values still
+        come from every token): the same function for a fraction of the last layer's work.
         """
         _, seq_len = input_ids.shape
         if seq_len > self.config.max_position_embeddings:
@@ -307,16 +326,35 @@ class BertModel(nn.Module):
         else:
             mask = attention_mask_4d(attention_mask, seq_len, self.config.is_causal,
                                      input_ids.device, sequence_ids)
+        prune = output_positions is not None and not (
+            output_hidden_states or output_attentions or self.config.is_causal
+            or sequence_ids is not None or not self.layers)
         hidden, attentions = [x], []
-        for layer in self.layers:
+        for layer in self.layers[:-1] if prune else self.layers:
             x, probs = layer(x, mask, output_attentions, unpadded)
             hidden.append(x)
             attentions.append(probs)
         if unpadded is not None:
             x = unpadded.pad(x)  # [T, H] -> [B, S, H], zeros at padding
+        pooled = None
+        if prune:
+            assert output_positions is not None
+            if unpadded is not None:  # the last layer runs padded: [B, 1, 1, S] key mask
+                mask = attention_mask_4d(attention_mask, seq_len, False, input_ids.device)
+            cls = output_positions.new_zeros(output_positions.shape[0], 1)
+            wanted = torch.cat([cls, output_positions], dim=1)  # [B, 1 + P]
+            x = self.layers[-1](x, mask, queries=gather_positions(x, wanted))[0]
+            if self.pooler is not None:
+                pooled = self.pooler(x)  # reads row 0: [CLS]
+            x = x[:, 1:]  # [B, 1 + P, H] -> [B, P, H]
+        else:
+            if self.pooler is not None:
+                pooled = self.pooler(x)
+            if output_positions is not None:
+                x = gather_positions(x, output_positions)  # [B, S, H] -> [B, P, H]
         return BertOutput(
             last_hidden_state=x,
-            pooler_output=self.pooler(x) if self.pooler is not None else None,
+            pooler_output=pooled,
             hidden_states=tuple(hidden) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )

@@ -47,12 +47,6 @@ class MLMHead(nn.Module):
         return F.linear(self.norm(self.act(self.dense(hidden))), decoder_weight, self.bias)
 
 
-def gather_positions(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Pick rows of ``hidden`` [B, S, H] at ``positions`` [B, P] -> [B, P, H]."""
-    index = positions.long().unsqueeze(-1).expand(-1, -1, hidden.shape[-1])  # [B, P, H]
-    return hidden.gather(1, index)
-
-
 class BertForPreTraining(nn.Module):
     """BERT with the masked-LM head (scored at all or only the masked positions) and NSP."""
 
@@ -79,10 +73,9 @@ class BertForPreTraining(nn.Module):
         ``sequence_ids`` [B, S]: packed rows (see ``BertModel.forward``)."""
         out = self.bert(input_ids, token_type_ids, attention_mask,
                         output_hidden_states=output_hidden_states,
-                        output_attentions=output_attentions, sequence_ids=sequence_ids)
-        hidden = out.last_hidden_state
-        if masked_positions is not None:
-            hidden = gather_positions(hidden, masked_positions)  # [B, P, H]
+                        output_attentions=output_attentions, sequence_ids=sequence_ids,
+                        output_positions=masked_positions)
+        hidden = out.last_hidden_state  # [B, P, H] with masked_positions, else [B, S, H]
         logits = self.mlm(hidden, self.bert.embeddings.word_embeddings.weight)  # [B, S|P, V]
         nsp_logits = self.nsp(out.pooler_output)  # [B, 2]
         mlm_loss = nsp_loss = None

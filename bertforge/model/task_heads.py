@@ -82,10 +82,14 @@ class _TaskModel(nn.Module):
         save_pretrained(self, path, tokenizer=tokenizer)
 
     def _encode(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
-                attention_mask: torch.Tensor | None, hidden: bool, attentions: bool
-                ) -> BertOutput:
+                attention_mask: torch.Tensor | None, hidden: bool, attentions: bool,
+                pooler_only: bool = False) -> BertOutput:
+        """``pooler_only``: the caller reads ``pooler_output`` alone, so the last layer
+        computes only [CLS] (``last_hidden_state`` is then [B, 0, H])."""
+        wanted = input_ids.new_zeros(input_ids.shape[0], 0) if pooler_only else None
         return self.bert(input_ids, token_type_ids, attention_mask,
-                         output_hidden_states=hidden, output_attentions=attentions)
+                         output_hidden_states=hidden, output_attentions=attentions,
+                         output_positions=wanted)
 
 
 # ------------------------------------------------------------------ sequence classification
@@ -157,7 +161,7 @@ class BertForSequenceClassification(_TaskModel):
         """Inputs [B, S]; labels [B] (ids or scores) or [B, K] (multi-label 0/1)."""
         want_hidden = output_hidden_states or self.pooling == "cls-last4"
         out = self._encode(input_ids, token_type_ids, attention_mask, want_hidden,
-                           output_attentions)
+                           output_attentions, pooler_only=self.pooling == "cls")
         logits = self.head(pool(out, attention_mask, self.pooling))  # [B, K]
         loss = None
         if labels is not None:
@@ -276,7 +280,7 @@ class BertForMultipleChoice(_TaskModel):
             return None if t is None else t.reshape(b * c, s)  # [B, C, S] -> [B*C, S]
 
         out = self._encode(flat(input_ids), flat(token_type_ids), flat(attention_mask),
-                           output_hidden_states, output_attentions)
+                           output_hidden_states, output_attentions, pooler_only=True)
         logits = self.head(out.pooler_output).view(b, c)  # [B*C, 1] -> [B, C]
         loss = None
         if labels is not None:

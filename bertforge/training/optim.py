@@ -65,19 +65,34 @@ def build_optimizer(model: nn.Module, name: str = "adamw", lr: float = 1e-4,
     """The optimiser ``name`` over ``param_groups(model, weight_decay)``.
 
     ``lr`` is the peak learning rate (a schedule scales it); ``eps`` is added to
-    ``sqrt(v)`` (BERT uses 1e-6). ``fused`` is passed to torch's AdamW when not None
-    (fused kernels on CUDA and recent CPU builds); the other two ignore it.
+    ``sqrt(v)`` (BERT uses 1e-6). ``fused`` picks torch's fused AdamW kernel (one pass over
+    each parameter instead of several; the update is the same up to rounding); None: fused
+    wherever torch has the kernel (CPU and CUDA floating-point parameters, not sharded
+    ones), as Hugging Face's Trainer does by default. The other two optimisers ignore it.
     """
     _check_hparams(name, lr, weight_decay, betas, eps)
     groups = param_groups(model, weight_decay)
     betas = (float(betas[0]), float(betas[1]))
     if name == "adamw":
-        extra = {} if fused is None else {"fused": fused}
+        if fused is None:
+            fused = fused_adamw_supported([p for g in groups for p in g["params"]])
         return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps,
-                                 weight_decay=weight_decay, **extra)
+                                 weight_decay=weight_decay, fused=fused)
     if name == "adam_weight_decay":
         return AdamWeightDecay(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
     return Lamb(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+
+def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
+    """Whether torch's fused AdamW runs on ``params``: plain (not sharded) floating-point
+    tensors on CPU or CUDA, all on one device type."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # torch built without distributed
+        DTensor = ()  # noqa: N806 - stands for the class in the isinstance below
+    kinds = {p.device.type for p in params}
+    return (bool(params) and len(kinds) == 1 and kinds <= {"cpu", "cuda"}
+            and all(p.dtype.is_floating_point and not isinstance(p, DTensor) for p in params))
 
 
 def _check_hparams(name: str, lr: float, weight_decay: float, betas: tuple[float, float],
