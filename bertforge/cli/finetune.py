@@ -100,7 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="continue from the newest valid checkpoint in --out (same settings)")
     g.add_argument("--deterministic", action="store_true",
                    help="deterministic kernels (bit-exact resume on a CPU)")
-    g.add_argument("--train-limit", type=int, help="use only the first N training examples")
+    g.add_argument("--train-limit", type=int,
+                   help="use only the first N training examples (SQuAD: feature windows)")
     g.add_argument("--dev-limit", type=int, help="use only the first N dev examples (GLUE)")
     g = parser.add_argument_group("tricks (each off by default)")
     g.add_argument("--layer-decay", type=float, default=1.0,
@@ -148,7 +149,18 @@ def task_factory(args: argparse.Namespace, training: bool = True) -> Callable[[]
     need(args, "model")
     builders = {"glue": _glue, "classify": _classify, "squad": _squad, "ner": _ner,
                 "multiple-choice": _choice}
-    return builders[args.task](args, training)
+    limit = getattr(args, "train_limit", None)
+    if limit is not None and limit < 1:
+        raise FinetuneUsageError(f"--train-limit must be at least 1, got {limit}")
+    make = builders[args.task](args, training)
+    if not training or limit is None or args.task == "glue":  # GLUE limits while reading
+        return make
+
+    def limited() -> FinetuneTask:
+        task = make()
+        task.train_rows = task.train_rows[:limit]
+        return task
+    return limited
 
 
 def _glue(args: argparse.Namespace, training: bool) -> Callable[[], FinetuneTask]:

@@ -256,7 +256,8 @@ def load_pretrained(cls: type[M], path: str | os.PathLike, strict: bool = False,
     config = ckpt.config.replace(**overrides) if overrides else ckpt.config
     _check_vocab_file(Path(path), config)
     model = cls(config)
-    load_state(model, ckpt, strict=strict)
+    # which weights are new (a task head): fine-tuning initialises them again from its seed
+    model.new_weights = tuple(load_state(model, ckpt, strict=strict))
     return model.eval()  # as transformers does; training code calls .train()
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertforge.config import BertConfig
-from bertforge.model.bert import BertModel, BertOutput, init_weights
+from bertforge.model.bert import BertModel, BertOutput, Dropout, init_weights
 
 IGNORE_INDEX = -100
 POOLINGS = ("cls", "mean", "cls-last4")
@@ -55,7 +55,7 @@ class ClassifierHead(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, dropout: float, std: float) -> None:
         super().__init__()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.classifier = nn.Linear(in_features, out_features)
         init_weights(self.classifier, std)
 
@@ -218,13 +218,24 @@ class SpanHead(nn.Module):
 
 
 def span_loss(start_logits: torch.Tensor, end_logits: torch.Tensor,
-              start_positions: torch.Tensor, end_positions: torch.Tensor) -> torch.Tensor:
-    """Mean of the start and end cross-entropies. Positions outside [0, S) are ignored."""
+              start_positions: torch.Tensor, end_positions: torch.Tensor,
+              attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of the start and end cross-entropies over the real tokens of each row ([B, S]
+    ``attention_mask``; padding is no candidate). Positions outside [0, S) are ignored.
+
+    Hugging Face's and Google's softmax also runs over padding, whose logits come from
+    whatever the encoder leaves there, so their loss moves with a batch's padding; here
+    an example's loss is the same in any batch (and equal to theirs without padding)."""
     seq_len = start_logits.shape[1]
     start = start_positions.view(-1).long().clamp(0, seq_len)  # S itself = "ignore"
     end = end_positions.view(-1).long().clamp(0, seq_len)
-    loss_start = F.cross_entropy(start_logits.float(), start, ignore_index=seq_len)
-    loss_end = F.cross_entropy(end_logits.float(), end, ignore_index=seq_len)
+    start_logits, end_logits = start_logits.float(), end_logits.float()
+    if attention_mask is not None:
+        pad = ~attention_mask.bool()
+        start_logits = start_logits.masked_fill(pad, torch.finfo(torch.float32).min)
+        end_logits = end_logits.masked_fill(pad, torch.finfo(torch.float32).min)
+    loss_start = F.cross_entropy(start_logits, start, ignore_index=seq_len)
+    loss_end = F.cross_entropy(end_logits, end, ignore_index=seq_len)
     return (loss_start + loss_end) / 2
 
 
@@ -251,7 +262,7 @@ class BertForQuestionAnswering(_TaskModel):
         start, end = self.head(out.last_hidden_state)
         loss = None
         if start_positions is not None and end_positions is not None:
-            loss = span_loss(start, end, start_positions, end_positions)
+            loss = span_loss(start, end, start_positions, end_positions, attention_mask)
         return TaskOutput(loss=loss, start_logits=start, end_logits=end,
                           hidden_states=out.hidden_states, attentions=out.attentions)
 
@@ -300,7 +311,7 @@ class BiLSTMHead(nn.Module):
         self.lstm = nn.LSTM(last_layers(config) * config.hidden_size, lstm_size, num_layers=2,
                             batch_first=True, bidirectional=True,
                             dropout=config.hidden_dropout_prob)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(2 * lstm_size, config.num_labels)
         init_weights(self.classifier, config.initializer_range)
 

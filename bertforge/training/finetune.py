@@ -388,9 +388,36 @@ def finetune(task: FinetuneTask, args: FinetuneArgs, out_dir: str | Path) -> dic
     return _finish(run, state)
 
 
+def initialise_new_weights(model: nn.Module) -> list[str]:
+    """Give the weights the checkpoint lacked (``model.new_weights``, set by
+    ``from_pretrained``: a new task head) BERT's initialisation again, from torch's
+    generator as it is now. ``finetune`` calls this right after seeding, so that a new
+    head's initial weights follow ``args.seed`` however the model was built. Returns the
+    names of the modules re-initialised."""
+    new = set(getattr(model, "new_weights", ()))
+    config = getattr(model, "config", None)
+    if not new or config is None:
+        return []
+    done = []
+    for name, module in model.named_modules():
+        own = [f"{name}.{n}" if name else n for n, _ in module.named_parameters(recurse=False)]
+        if not own or not all(k in new for k in own):
+            continue
+        if isinstance(module, (nn.Linear, nn.Embedding, nn.LayerNorm)):
+            init_weights(module, config.initializer_range)
+        elif hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+        else:
+            continue
+        done.append(name)
+    return done
+
+
 def _build(task: FinetuneTask, args: FinetuneArgs, out: Path) -> _Run:
     """Model, optimizer (with layer decay), schedule and scaler as a fresh run starts."""
     rng = _seed(args.seed)
+    with torch.no_grad():
+        initialise_new_weights(task.model)
     model = task.model.to(args.device)
     reinit_top_layers(model, args.reinit_layers)
     optimizer = build_optimizer(model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay)

@@ -170,3 +170,30 @@ def test_feature_tagger_trains_only_its_head_and_round_trips(tmp_path: Path) -> 
     model.eval().save_pretrained(str(tmp_path))
     again = BertFeatureTagger.from_pretrained(str(tmp_path))
     torch.testing.assert_close(_outputs(model, inputs), _outputs(again, inputs))
+
+
+def test_span_loss_is_the_same_in_any_batch() -> None:
+    """A SQuAD feature's loss does not depend on the padding its batch adds: the padded
+    path, the unpadded path and each feature alone agree; without padding it equals
+    transformers' loss."""
+    torch.manual_seed(3)
+    theirs = transformers.BertForQuestionAnswering(
+        transformers.BertConfig(**tiny_config().to_dict())).eval()
+    ours = BertForQuestionAnswering(tiny_config()).eval()
+    ours.load_state_dict(_renamed(theirs.state_dict(), ours), strict=True)
+    inputs = _inputs(BertForQuestionAnswering, 99, seed=4)  # rows 1, 2 end in 2 pads
+    starts, ends = torch.tensor([1, 3, 0]), torch.tensor([2, 4, 4])
+    with torch.no_grad():
+        unpadded = ours(**inputs, start_positions=starts, end_positions=ends).loss
+        ours.bert.unpad = False
+        padded = ours(**inputs, start_positions=starts, end_positions=ends).loss
+        ours.bert.unpad = True
+        alone = []
+        for i in range(3):
+            n = int(inputs["attention_mask"][i].sum())
+            one = {k: v[i:i + 1, :n] for k, v in inputs.items()}
+            args = dict(start_positions=starts[i:i + 1], end_positions=ends[i:i + 1])
+            alone.append(ours(**one, **args).loss)
+            torch.testing.assert_close(alone[-1], theirs(**one, **args).loss)
+    torch.testing.assert_close(unpadded, padded)
+    torch.testing.assert_close(unpadded, torch.stack(alone).mean())

@@ -185,3 +185,16 @@ def test_multiple_choice(tiny_dir: Path, tmp_path: Path) -> None:
                  "--dev", str(tmp_path / "train.csv"), "--model", str(tiny_dir), "--out",
                  str(out), *FAST]) == 0
     assert 0.0 <= _results(out)["accuracy"] <= 1.0
+
+
+def test_train_limit_applies_to_every_task(tiny_dir: Path, tmp_path: Path) -> None:
+    """--train-limit N trains on the first N examples of a classify file (it was once read
+    by GLUE alone); 0 is refused."""
+    rows = [{"text": f"item {i} " + ("red" if i % 2 else "blue"), "label": i % 2}
+            for i in range(40)]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    common = ["finetune", "classify", "--train", str(tmp_path / "d.jsonl"), "--dev",
+              str(tmp_path / "d.jsonl"), "--model", str(tiny_dir), *FAST]
+    assert main([*common, "--out", str(tmp_path / "n"), "--train-limit", "10"]) == 0
+    assert _results(tmp_path / "n")["train_examples"] == 10
+    assert main([*common, "--out", str(tmp_path / "z"), "--train-limit", "0"]) == 2

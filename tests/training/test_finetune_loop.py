@@ -19,6 +19,7 @@ from bertforge.training.finetune import (
     FinetuneTask,
     apply_layer_decay,
     finetune,
+    initialise_new_weights,
     reinit_top_layers,
 )
 from bertforge.training.finetune_search import aggregate, grid_name
@@ -119,3 +120,33 @@ def test_aggregate_over_seeds() -> None:
     assert summary["stats"]["accuracy"]["mean"] == pytest.approx(0.85)
     assert summary["stats"]["accuracy"]["std"] == pytest.approx(np.std([0.8, 0.9], ddof=1))
     assert grid_name({"lr": 2e-5, "batch_size": 32, "epochs": 3}) == "lr2e-05_bs32_ep3"
+
+
+def test_new_head_follows_the_run_seed_not_the_global_generator(tmp_path: Path) -> None:
+    """A library caller builds the task model (random new head) without seeding, twice
+    with different global generator states: ``finetune`` with one ``args.seed`` re-draws
+    the head from that seed, so both runs end with identical weights. The encoder weights
+    come from the checkpoint and are not touched."""
+    torch.manual_seed(0)
+    BertForSequenceClassification(tiny_config()).bert.save_pretrained(str(tmp_path / "enc"))
+    toy = _toy_task(n=16)
+    finals = []
+    for i, global_seed in enumerate((11, 12)):
+        torch.manual_seed(global_seed)
+        with pytest.warns(UserWarning, match="initialised at random"):
+            model = BertForSequenceClassification.from_pretrained(
+                str(tmp_path / "enc"), id2label={0: "no", 1: "yes"})
+        assert set(model.new_weights) == {"head.classifier.weight", "head.classifier.bias"}
+        encoder = {k: v.clone() for k, v in model.bert.state_dict().items()}
+        if i == 0:
+            torch.manual_seed(99)
+            assert initialise_new_weights(model) == ["head.classifier"]
+            assert torch.equal(model.bert.state_dict()["embeddings.word_embeddings.weight"],
+                               encoder["embeddings.word_embeddings.weight"])
+        task = FinetuneTask("toy", model, toy.train_rows, toy.evaluate, "accuracy")
+        args = FinetuneArgs(lr=1e-3, batch_size=8, epochs=1, seed=5, progress=False,
+                            save_best=False)
+        finetune(task, args, tmp_path / f"run{i}")
+        finals.append(model.state_dict())
+    for key in finals[0]:
+        assert torch.equal(finals[0][key], finals[1][key]), key
