@@ -13,8 +13,9 @@ builders (the set-up functions ``bertforge finetune`` calls). Then, in one proce
   :func:`bertforge.tasks.batching.batch_order` / :func:`~bertforge.tasks.batching.collate`
   with a generator seeded as ``finetune`` seeds its own, so both sides see identical padded
   batches in identical order (checked: a digest of every training batch's ``input_ids`` is
-  recorded on both sides and compared). ``torch.optim.AdamW`` (same two parameter groups:
-  no decay on biases and LayerNorm, eps 1e-6), ``get_linear_schedule_with_warmup`` (10%),
+  recorded on both sides and compared). ``torch.optim.AdamW(fused=True)``, Trainer's
+  default optimiser (same two parameter groups: no decay on biases and LayerNorm, eps
+  1e-6), ``get_linear_schedule_with_warmup`` (10%),
   gradient clipping at 1.0, ``torch.manual_seed(seed)`` before training.
 
 Both sides are scored after every epoch by the task's own ``evaluate`` (bertforge's
@@ -332,12 +333,14 @@ def run_ours(task: FinetuneTask, args: FinetuneArgs, out: Path) -> SideResult:
 
 
 def hf_optimizer(model: nn.Module, args: FinetuneArgs) -> torch.optim.Optimizer:
-    """torch AdamW, weight decay on matrices only (biases, LayerNorm: none), eps 1e-6."""
+    """torch AdamW, weight decay on matrices only (biases, LayerNorm: none), eps 1e-6; the
+    fused kernel, which is what transformers' Trainer picks by default on torch >= 2.8
+    (``optim="adamw_torch_fused"``), and what ``bertforge finetune`` uses too."""
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and not n.endswith("bias")]
     keep = [p for n, p in model.named_parameters() if p.ndim <= 1 or n.endswith("bias")]
     groups = [{"params": decay, "weight_decay": args.weight_decay},
               {"params": keep, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-6)
+    return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.999), eps=1e-6, fused=True)
 
 
 def run_theirs(task: FinetuneTask, model: nn.Module, args: FinetuneArgs,
