@@ -1,5 +1,6 @@
-"""The CPU dropout kernel (bool mask from ``torch.rand``): the distribution of
-``F.dropout``, its gradient, and the plain path where it does not apply."""
+"""The CPU dropout kernels (bool masks from 16-bit uniform lanes): the distribution of
+``F.dropout`` with p rounded to 2^-16, the gradients, attention with dropout against the
+reference arithmetic, and the plain path where they do not apply."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertforge.model.bert import Dropout, dropout
+from bertforge.model.bert import Dropout, dropout, dropped_mask, quantized
 
 N = 1_000_000
 
@@ -26,7 +27,8 @@ def test_keep_rate_and_scale(p: float, dtype: torch.dtype) -> None:
     kept = out != 0
     tol = 5 * math.sqrt(p * (1 - p) / N)
     assert abs(kept.float().mean().item() - (1 - p)) < tol
-    want = torch.tensor(2.0 / (1 - p), dtype=dtype)
+    assert abs(quantized(p) - p) <= 2**-17
+    want = torch.tensor(2.0 / (1 - quantized(p)), dtype=dtype)
     assert torch.all(out[kept] == want)
     # the mean of the output estimates the input's: within 5 standard errors
     assert abs(out.float().mean().item() - 2.0) < 5 * 2.0 * math.sqrt(p / (1 - p) / N)
@@ -52,8 +54,9 @@ def test_gradient_is_the_mask_times_the_scale() -> None:
     g = torch.randn_like(out)
     out.backward(g)
     kept = (out != 0).float()
-    torch.testing.assert_close(x.grad, g * kept / 0.8)
-    torch.testing.assert_close(out, x.detach() * kept / 0.8)
+    scale = 1 / (1 - quantized(0.2))
+    torch.testing.assert_close(x.grad, g * kept * scale)
+    torch.testing.assert_close(out, x.detach() * kept * scale)
 
 
 def test_same_seed_same_mask_and_plain_cases() -> None:
@@ -89,3 +92,50 @@ def test_attention_dropout_is_unbiased() -> None:
     bound = 5 * got.std(0) / math.sqrt(4000) + 1e-6
     assert torch.all(err < bound), float((err / bound).max())
     assert got.std(0).mean() > 0.01  # dropout did happen
+
+
+def test_every_lane_of_the_mask_is_uniform() -> None:
+    """The four 16-bit lanes of each 64-bit draw drop at the same rate, quantized(p),
+    within 5 standard errors each (2^21 samples per lane)."""
+    torch.manual_seed(5)
+    drop = dropped_mask((2**21, 4), 0.1)
+    rates = drop.double().mean(0)
+    q = quantized(0.1)
+    assert torch.all((rates - q).abs() < 5 * math.sqrt(q * (1 - q) / 2**21)), rates
+
+
+def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         mask: torch.Tensor | None, drop: torch.Tensor, p: float) -> torch.Tensor:
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+    probs = scores.softmax(-1)
+    return probs.masked_fill(drop, 0.0) @ v / (1 - quantized(p))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_dropout_equals_the_reference_arithmetic(masked: bool) -> None:
+    """Output and q/k/v gradients of the fused CPU attention-with-dropout equal plain
+    autograd through softmax, the same dropout mask and the matmuls (float64)."""
+    from bertforge.model.bert import _AttentionDropout
+
+    gen = torch.Generator().manual_seed(6)
+    q, k, v = (torch.randn(2, 3, 9, 4, generator=gen, dtype=torch.float64,
+                           requires_grad=True) for _ in range(3))
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    mask[1, ..., 6:] = False
+    mask = mask if masked else None
+    g = torch.randn(2, 3, 9, 4, generator=gen, dtype=torch.float64)
+    torch.manual_seed(7)
+    out = _AttentionDropout.apply(q, k, v, mask, 0.3)
+    out.backward(g)
+    got = [out.detach()] + [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    torch.manual_seed(7)
+    drop = dropped_mask((2, 3, 9, 9), 0.3)
+    assert drop.any() and not drop.all()
+    want = _reference_attention(q, k, v, mask, drop, 0.3)
+    want.backward(g)
+    for a, b in zip(got, [want.detach()] + [t.grad for t in (q, k, v)], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
