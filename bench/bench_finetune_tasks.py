@@ -202,6 +202,18 @@ def finetune_args(spec: TaskSpec, seed: int) -> FinetuneArgs:
 
 
 # ------------------------------------------------------------------ their side's model
+def draw_head_as_finetune_does(model: nn.Module, seed: int) -> None:
+    """``finetune`` seeds torch with ``args.seed`` and then re-draws the weights the
+    checkpoint lacked (the head: ``initialise_new_weights``). Do the same here, before the
+    head is copied into theirs, so that both sides start from the same weights (checked
+    again at our first training step: ``SideResult.head_unchanged_at_start``)."""
+    from bertforge.training.finetune import initialise_new_weights
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        initialise_new_weights(model)
+
+
 def hf_model(spec: TaskSpec, task: FinetuneTask, model_dir: Path) -> nn.Module:
     """The transformers model for ``task``, its head copied from our (fresh) model."""
     import transformers
@@ -288,6 +300,7 @@ class SideResult:
     eval_cpu_seconds: float = 0.0
     batch_digests: list[str] = field(default_factory=list)
     final_loss: float = float("nan")
+    head_unchanged_at_start: bool | None = None  # ours: the head copied to theirs is trained
 
 
 def timed_evaluate(task: FinetuneTask, side: SideResult) -> None:
@@ -316,8 +329,14 @@ def run_ours(task: FinetuneTask, args: FinetuneArgs, out: Path) -> SideResult:
     side = SideResult()
     timed_evaluate(task, side)
 
+    head = {k: v.clone() for k, v in task.model.head.state_dict().items()}
+
     def record(module: nn.Module, inputs: tuple, kwargs: dict[str, Any]) -> None:
         if module.training:
+            if not side.batch_digests:  # the first step: the head finetune starts from
+                now = module.head.state_dict()
+                side.head_unchanged_at_start = all(torch.equal(now[k], v)
+                                                   for k, v in head.items())
             side.batch_digests.append(digest(kwargs["input_ids"]))
 
     hook = task.model.register_forward_pre_hook(record, with_kwargs=True)
@@ -496,10 +515,10 @@ def parity_check(spec: TaskSpec, seed: int, model_dir: Path, steps: int) -> dict
 def run_task(spec: TaskSpec, seed: int, model_dir: Path, ours_first: bool,
              ab_steps: int = 0) -> dict[str, Any]:
     """Both sides on one task; the record that goes into the JSON."""
-    torch.manual_seed(seed)  # our head's initial weights (then copied to theirs)
     started, load_start = time.perf_counter(), os.getloadavg()
     task = build_task(spec, model_dir)
     evaluate = task.evaluate
+    draw_head_as_finetune_does(task.model, seed)
     theirs = hf_model(spec, task, model_dir)
     setup_seconds = time.perf_counter() - started
     gap = start_gap(task.model, theirs, task.train_rows, task.pad_id)
@@ -536,6 +555,10 @@ def task_record(spec: TaskSpec, seed: int, task: FinetuneTask, sides: dict[str, 
         "steps": len(plan), "real_tokens": real, "padded_tokens": padded,
         "start_max_abs_diff": gap, "setup_seconds": round(setup_seconds, 1),
         "identical_batches": sides["ours"].batch_digests == sides["transformers"].batch_digests,
+        # same weights: our head at its first step is the one copied into theirs, and the
+        # two models' outputs agree to float rounding (our last layer computes only [CLS])
+        "head_unchanged_at_start": sides["ours"].head_unchanged_at_start,
+        "identical_start": bool(sides["ours"].head_unchanged_at_start) and gap < 1e-5,
         "batches_seen": {k: len(v.batch_digests) for k, v in sides.items()},
     }
     for name, side in sides.items():
@@ -567,7 +590,7 @@ def fmt_metric(task: str, name: str, value: float) -> str:
 def markdown(records: list[dict[str, Any]]) -> str:
     lines = ["| task | metric | ours | transformers | train s (wall) ours / theirs | wall "
              "speed-up | train CPU s ours / theirs | CPU speed-up | interleaved speed-up | "
-             "real tok/s (wall) ours / theirs | same batches |", "|---" * 11 + "|"]
+             "real tok/s (wall) ours / theirs | same batches, same start |", "|---" * 11 + "|"]
     for r in records:
         names = SHOWN.get(r["task"], [r["main_metric"]])
         ours = " / ".join(fmt_metric(r["task"], n, r["ours"]["final"][n]) for n in names)
@@ -581,7 +604,8 @@ def markdown(records: list[dict[str, Any]]) -> str:
             f"{o['train_cpu_seconds']:.0f} / {t['train_cpu_seconds']:.0f} | "
             f"{r['cpu_speedup']:.2f}x | {f'{ab:.2f}x' if ab else '-'} | "
             f"{o['real_tokens_per_s']:,.0f} / {t['real_tokens_per_s']:,.0f} | "
-            f"{'yes' if r['identical_batches'] else 'NO'} |")
+            f"{'yes' if r['identical_batches'] else 'NO'}, "
+            f"{'yes' if r.get('identical_start') else 'NO'} |")
     return "\n".join(lines)
 
 

@@ -268,10 +268,13 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
     ]
     if not gain > 0.01:
         lines += ["**The claim did not show within this budget**: the pre-trained model is "
-                  "not clearly better than random initialisation. On this CPU a tiny BERT "
-                  "pre-trained for 12 minutes (7,600 steps) was still level with random "
-                  "weights after fine-tuning (bench/RESULTS.md); give pre-training more "
-                  "time (`--minutes`).", ""]
+                  "not clearly better than random initialisation. On a 2-core CPU, tiny "
+                  "BERTs pre-trained for 7,600 and for 14,000 steps (12 and about 22 quiet "
+                  "minutes) were still level with random weights after fine-tuning, and "
+                  "both were below a bag-of-words classifier trained on the same labelled "
+                  "sentences (bench/RESULTS.md, \"The demo\"): the features need far more "
+                  "pre-training than a CPU gives in minutes. Raise `--minutes` (a GPU helps "
+                  "most).", ""]
     else:
         lines += [f"Pre-training on unlabelled reviews gained {gain * 100:.1f} points over "
                   f"training on the {s['train_size']:,} labelled sentences alone.", ""]
