@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertforge.config import BertConfig
-from bertforge.model.bert import BertModel, BertOutput, Dropout, init_weights
+from bertforge.model.bert import BertModel, BertOutput, init_weights
+from bertforge.model.dropout import Dropout
 
 IGNORE_INDEX = -100
 POOLINGS = ("cls", "mean", "cls-last4")

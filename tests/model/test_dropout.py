@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertforge.model.bert import Dropout, dropout, dropped_mask, quantized
+from bertforge.model.dropout import Dropout, dropout, dropped_mask, quantized
 
 N = 1_000_000
 
@@ -117,7 +117,7 @@ def _reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
 def test_attention_dropout_equals_the_reference_arithmetic(masked: bool) -> None:
     """Output and q/k/v gradients of the fused CPU attention-with-dropout equal plain
     autograd through softmax, the same dropout mask and the matmuls (float64)."""
-    from bertforge.model.bert import _AttentionDropout
+    from bertforge.model.dropout import _AttentionDropout
 
     gen = torch.Generator().manual_seed(6)
     q, k, v = (torch.randn(2, 3, 9, 4, generator=gen, dtype=torch.float64,
