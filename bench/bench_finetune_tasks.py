@@ -379,13 +379,7 @@ def run_theirs(task: FinetuneTask, model: nn.Module, args: FinetuneArgs,
         model.train()
         batch = collate([rows[i] for i in index], task.pad_id)
         side.batch_digests.append(digest(batch["input_ids"]))
-        loss = model(**batch).loss
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer_step(model, optimizer, schedule, batch, args.max_grad_norm))
         if step % per_epoch == 0 or step == len(plan):
             side.train_seconds += time.perf_counter() - started
             side.train_cpu_seconds += time.process_time() - cpu
@@ -409,15 +403,26 @@ def hf_evaluate(task: FinetuneTask, model: nn.Module, args: FinetuneArgs,
 
 
 # ------------------------------------------------------------------ interleaved step timing
+def optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any,
+                   batch: dict[str, torch.Tensor], max_grad_norm: float) -> float:
+    """Forward, backward, clipping, the optimiser and (if given) the schedule; the loss.
+    The caller sets train or eval mode."""
+    loss = model(**batch).loss
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if schedule is not None:
+        schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer,
                batch: dict[str, torch.Tensor], max_grad_norm: float) -> float:
     """One training step (forward, backward, clipping, AdamW); its wall seconds."""
     started = time.perf_counter()
     model.train()
-    model(**batch).loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer_step(model, optimizer, None, batch, max_grad_norm)
     return time.perf_counter() - started
 
 
@@ -498,13 +503,8 @@ def parity_check(spec: TaskSpec, seed: int, model_dir: Path, steps: int) -> dict
         batch = collate([task.train_rows[i] for i in index], task.pad_id)
         for name, (model, optimizer, schedule) in pairs.items():
             model.eval()  # no dropout; gradients flow as in training
-            loss = model(**batch).loss
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses[name].append(float(loss.detach()))
+            losses[name].append(optimizer_step(model, optimizer, schedule, batch,
+                                               args.max_grad_norm))
     gaps = [abs(a - b) for a, b in zip(losses["ours"], losses["transformers"], strict=True)]
     return {"task": spec.name, "steps": steps, "loss_ours": losses["ours"],
             "loss_transformers": losses["transformers"], "max_loss_gap": max(gaps),
