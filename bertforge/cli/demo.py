@@ -8,7 +8,9 @@ demo is also the end-to-end test of the system (``--smoke`` runs it on a tiny bu
 
 Data split (fixed, documented): Rotten Tomatoes' 8,530 sentences are shuffled with
 numpy's default_rng(2018); the first ``--train-size`` (1,000) are the labelled training
-set, the last 2,000 the test set. Pre-training sees IMDB text only, never a label.
+set, the next 500 the dev set (it picks each run's best epoch), the last 2,000 the test
+set, scored once per run with the checkpoint the dev set chose. Pre-training sees IMDB
+text only, never a label.
 """
 
 from __future__ import annotations
@@ -72,14 +74,19 @@ def read_reviews() -> tuple[list[str], list[tuple[str, int]]]:
     return imdb, rotten
 
 
-def split_rotten(rotten: list[tuple[str, int]], train_size: int, test_size: int = 2000
-                 ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    """The fixed split: shuffle with default_rng(2018), first N train, last 2,000 test."""
+def split_rotten(rotten: list[tuple[str, int]], train_size: int, dev_size: int = 500,
+                 test_size: int = 2000) -> tuple[list[tuple[str, int]], ...]:
+    """The fixed split: shuffle with default_rng(2018); the first N sentences train, the
+    next 500 are the dev set (it picks the epoch), the last 2,000 the test set."""
     import numpy as np
 
+    if train_size + dev_size + test_size > len(rotten):
+        raise ValueError(f"--train-size {train_size}: at most "
+                         f"{len(rotten) - dev_size - test_size} sentences are left for "
+                         f"training beside the {dev_size} dev and {test_size} test sentences")
     order = np.random.default_rng(SPLIT_SEED).permutation(len(rotten))
     rows = [rotten[i] for i in order]
-    return rows[:train_size], rows[-test_size:]
+    return rows[:train_size], rows[train_size:train_size + dev_size], rows[-test_size:]
 
 
 def write_csv(rows: list[tuple[str, int]], path: Path) -> None:
@@ -109,12 +116,12 @@ def cli(*argv: str) -> None:
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
         return dict(reviews=400, held_out=60, minutes=0.15, max_steps=30, preset="tiny",
-                    seq_len=64, vocab=2000, train_size=200, test_size=200, epochs=1,
+                    seq_len=64, vocab=2000, train_size=200, dev_size=100, test_size=200, epochs=1,
                     seeds=1, batch=16, lr="1e-3", warmup=5, schedule=30, dropout="0",
                 mask="0.3", max_predictions=20)
     return dict(reviews=25000, held_out=1000, minutes=args.minutes, max_steps=100000,
                 preset=args.preset, seq_len=args.seq_len, vocab=args.vocab_size,
-                train_size=args.train_size, test_size=2000, epochs=args.epochs,
+                train_size=args.train_size, dev_size=500, test_size=2000, epochs=args.epochs,
                 seeds=args.seeds, batch=32, **RECIPE)
 
 
@@ -126,14 +133,17 @@ def run(args: argparse.Namespace) -> int:
     started = time.time()
     imdb, rotten = read_reviews()
     imdb = imdb[: s["reviews"]]
-    train_rows, test_rows = split_rotten(rotten, s["train_size"], s["test_size"])
+    train_rows, dev_rows, test_rows = split_rotten(rotten, s["train_size"], s["dev_size"],
+                                                   s["test_size"])
     write_corpus(imdb[: -s["held_out"]], work / "imdb_train.txt")
     write_corpus(imdb[-s["held_out"]:], work / "imdb_heldout.txt")
     write_csv(train_rows, work / "rt_train.csv")
+    write_csv(dev_rows, work / "rt_dev.csv")
     write_csv(test_rows, work / "rt_test.csv")
     say(f"[1/6] data: {len(imdb) - s['held_out']} IMDB reviews to pre-train on, "
         f"{s['held_out']} held out; Rotten Tomatoes {len(train_rows)} train / "
-        f"{len(test_rows)} test sentences (fixed split, seed {SPLIT_SEED})")
+        f"{len(dev_rows)} dev / {len(test_rows)} test sentences (fixed split, seed "
+        f"{SPLIT_SEED})")
 
     tok_dir = out / "tokenizer"
     cli("tokenizer", "train", "--corpus", work / "imdb_train.txt", "--vocab-size",
@@ -165,11 +175,11 @@ def run(args: argparse.Namespace) -> int:
     for label, init in (("pre-trained", pre / "final"), ("from scratch", scratch)):
         tag = "pretrained" if label == "pre-trained" else "scratch"
         cli("finetune", "classify", "--model", init, "--train", work / "rt_train.csv",
-            "--dev", work / "rt_test.csv", "--text-column", "text", "--label-column", "label",
+            "--dev", work / "rt_dev.csv", "--text-column", "text", "--label-column", "label",
             "--out", out / f"finetune_{tag}", "--epochs", s["epochs"], "--lr", "5e-4",
             "--batch-size", 32, "--seeds", s["seeds"], "--max-length", 64,
             "--pooling", "mean", "--quiet")
-        scores[label] = read_accuracy(out / f"finetune_{tag}")
+        scores[label] = test_accuracy(out / f"finetune_{tag}", work / "rt_test.csv")
     say("[5/6] fine-tuned on Rotten Tomatoes twice: from the pre-trained weights and from "
         "random weights (same budget, same seeds)")
 
@@ -198,17 +208,21 @@ def make_random_init(trained: Path, target: Path, seed: int) -> None:
     save_pretrained(BertForPreTraining(config), target, tokenizer=load_tokenizer(trained))
 
 
-def read_accuracy(run_dir: Path) -> dict[str, float]:
-    """Mean and standard deviation of test accuracy over the seeds of a fine-tuning run
-    (``summary.json`` for several seeds, ``eval_results.json`` for one)."""
+def test_accuracy(run_dir: Path, test_csv: Path) -> dict[str, Any]:
+    """Score each seed's best checkpoint (the epoch the dev set chose) on the test set,
+    once: ``SEED_DIR/test/eval_results.json``. Returns the accuracies, mean and std."""
     import numpy as np
 
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        accs = [r["accuracy"] for r in json.loads(summary.read_text())["runs"]]
-    else:
-        accs = [json.loads((run_dir / "eval_results.json").read_text())["accuracy"]]
-    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "n": len(accs)}
+    seed_dirs = sorted(run_dir.glob("seed-*")) or [run_dir]
+    accs = []
+    for seed_dir in seed_dirs:
+        cli("evaluate", "classify", "--model", seed_dir / "best", "--dev", test_csv,
+            "--text-column", "text", "--label-column", "label", "--max-length", 64,
+            "--out", seed_dir / "test")
+        accs.append(json.loads((seed_dir / "test" / "eval_results.json").read_text())
+                    ["accuracy"])
+    return {"mean": float(np.mean(accs)), "std": float(np.std(accs)), "n": len(accs),
+            "runs": [float(a) for a in accs]}
 
 
 def read_pretrain_metrics(pre: Path) -> dict[str, float]:
@@ -265,6 +279,10 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
         f"| sentiment accuracy, from scratch | {r.get('mean', float('nan')):.1%} "
         f"± {r.get('std', 0):.1%} |",
         f"| gain from pre-training | {gain * 100:+.1f} points |", "",
+        f"Sentiment accuracy is on the {s['test_size']:,} test sentences, once per seed "
+        f"({r.get('n', 0)} seeds), with the epoch each run's {s['dev_size']} dev sentences "
+        f"chose; trained on {s['train_size']:,} labelled sentences. Per seed: pre-trained "
+        f"{_percentages(p)}, from scratch {_percentages(r)}.", "",
     ]
     if not gain > 0.01:
         lines += ["**The claim did not show within this budget**: the pre-trained model is "
@@ -291,6 +309,10 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
     (out / "report.md").write_text(text, encoding="utf-8")
     _bars(out / "comparison.png", p, r)
     return text
+
+
+def _percentages(score: dict[str, Any]) -> str:
+    return ", ".join(f"{a:.1%}" for a in score.get("runs", [])) or "-"
 
 
 def _bars(path: Path, pre: dict[str, float], scratch: dict[str, float]) -> None:

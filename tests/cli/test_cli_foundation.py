@@ -118,9 +118,26 @@ def test_demo_smoke(tmp_path):
     assert "sentiment accuracy, pre-trained" in report and "Fill-mask" in report
     for path in ("pretrain/final/model.safetensors", "pretrain/final/vocab.txt",
                  "pretrain/metrics.jsonl", "comparison.png", "finetune_pretrained",
-                 "finetune_scratch", "work/rt_test.csv"):
+                 "finetune_scratch", "work/rt_dev.csv", "work/rt_test.csv",
+                 "finetune_pretrained/test/eval_results.json"):
         assert (out / path).exists(), path
     transformers = pytest.importorskip("transformers")
     _, info = transformers.BertForPreTraining.from_pretrained(out / "pretrain" / "final",
                                                               output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_demo_split_is_fixed_and_disjoint():
+    """The demo's Rotten Tomatoes split: train, dev and test never share a sentence, the
+    same seed gives the same split, and a training set too large for it is refused."""
+    from bertforge.cli.demo import split_rotten
+
+    rows = [(f"sentence {i}", i % 2) for i in range(8530)]
+    train, dev, test = split_rotten(rows, 1000)
+    assert (len(train), len(dev), len(test)) == (1000, 500, 2000)
+    texts = [set(t for t, _ in part) for part in (train, dev, test)]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+    assert split_rotten(rows, 1000) == (train, dev, test)
+    assert split_rotten(rows, 200)[2] == test  # the test set does not move with --train-size
+    with pytest.raises(ValueError, match="at most 6030"):
+        split_rotten(rows, 6031)
