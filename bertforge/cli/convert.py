@@ -24,9 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="the vocabulary is uncased (default: guessed from the vocab)")
     case.add_argument("--cased", dest="lowercase", action="store_false")
     parser.add_argument("--allow-pickle", action="store_true",
-                        help="load a legacy pickled pytorch_model.bin that the safe "
-                             "(weights-only) loader refuses; unpickling runs the file's code, "
-                             "so only for files you trust (a warning is printed)")
+                        help="load a legacy pytorch_model.bin that also holds its "
+                             "training script's data (argparse.Namespace, numpy scalars): "
+                             "still weights-only, with those data classes allowed (a "
+                             "warning is printed); files holding code stay refused")
 
 
 def run(args: argparse.Namespace) -> int:

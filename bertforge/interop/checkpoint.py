@@ -4,8 +4,10 @@ Everything goes through one canonical state dict named as ``BertForPreTraining``
 parameters (``bert.*``, ``mlm.*``, ``nsp.*``, ``head.*``); the per-format key tables in
 ``keys.py`` translate names. Weights are never unpickled: safetensors, or
 ``torch.load(weights_only=True)`` for ``pytorch_model.bin``. A legacy ``pytorch_model.bin``
-holding other pickled objects loads only with ``allow_pickle=True`` (``bertforge convert
---allow-pickle``), which warns (``UnsafeLoadWarning``): unpickling runs the file's code.
+that also holds the training script's data (``argparse.Namespace``, numpy scalars) loads
+only with ``allow_pickle=True`` (``bertforge convert --allow-pickle``): still weights-only,
+with exactly those data classes allowed, and a warning (``UnsafeLoadWarning``). A file
+holding anything else (a whole pickled module, code) is refused, naming what it holds.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class CheckpointError(ValueError):
 
 
 class UnsafeLoadWarning(UserWarning):
-    """A legacy pickled file was loaded with ``weights_only=False`` on request."""
+    """A legacy pickled file was loaded on request, with data classes beyond tensors
+    allowed (still torch's weights-only unpickler: no code from the file runs)."""
 
 
 @dataclass
@@ -64,7 +67,8 @@ def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Chec
     """Read a Hugging Face-shaped or Google TF checkpoint directory into canonical names.
 
     ``allow_pickle``: load a legacy ``pytorch_model.bin`` that the weights-only loader
-    refuses with ``torch.load(weights_only=False)``, with an ``UnsafeLoadWarning``. Only
+    refuses because it also holds training-script data (``LEGACY_DATA_CLASSES``), with an
+    ``UnsafeLoadWarning``; files holding other objects stay refused. Only
     for files you trust: unpickling can run arbitrary code.
     """
     folder = Path(path)
@@ -111,9 +115,10 @@ def _load_hf_tensors(folder: Path, allow_pickle: bool = False) -> dict[str, torc
             return _unpickle_legacy(path, err)
         raise CheckpointError(f"{path}: cannot be read as a weights-only torch file "
                               f"({_one_line(err)}). "
-                              "bertforge never unpickles arbitrary objects by default; convert "
-                              "the file to safetensors with the tool that made it, or, only if "
-                              "you trust it, with 'bertforge convert --allow-pickle'") from None
+                              "bertforge loads tensors only by default; if the file also holds "
+                              "its training script's data (argparse.Namespace, numpy scalars), "
+                              "'bertforge convert --allow-pickle' turns it into safetensors"
+                              ) from None
 
 
 def _one_line(err: Exception) -> str:
@@ -125,22 +130,40 @@ def _one_line(err: Exception) -> str:
     return f"{type(err).__name__}: {line[:160]}"
 
 
+def legacy_data_classes() -> list[Any]:
+    """The data-only classes old training scripts saved beside their weights (the run's
+    ``argparse.Namespace``, numpy scalars such as the best score), allowed for
+    ``allow_pickle``. torch's weights-only unpickler builds them from plain values; none
+    of them runs code from the file. Older numpy wrote its scalars under ``numpy.core``."""
+    import argparse
+
+    core = getattr(np, "_core", None) or np.core
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [argparse.Namespace, np.dtype, *dtypes, core.multiarray.scalar,
+            (core.multiarray.scalar, "numpy.core.multiarray.scalar")]
+
+
 def _unpickle_legacy(path: Path, refused: Exception) -> dict[str, torch.Tensor]:
-    """The tensors of a legacy pickled ``pytorch_model.bin`` (a state dict, a dict with a
-    ``state_dict`` entry, or a whole module) that the weights-only loader ``refused``,
-    loaded with ``weights_only=False`` and a warning."""
-    warnings.warn(f"{path}: not loadable weights-only ({type(refused).__name__}); "
-                  "unpickling it with weights_only=False as asked (allow_pickle / "
-                  "--allow-pickle). Unpickling runs whatever code the file holds: do this only "
-                  "for files you trust, and use the safetensors copy from now on",
-                  UnsafeLoadWarning, stacklevel=5)
+    """The tensors of a legacy ``pytorch_model.bin`` (a state dict, or a dict with a
+    ``state_dict`` entry) that the plain weights-only loader ``refused``: loaded again
+    weights-only with ``legacy_data_classes`` allowed, with a warning. Anything else the
+    file holds (a pickled module, arbitrary objects) is refused, named."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # a truncated file, a missing class, ...
-        raise CheckpointError(f"{path}: cannot be unpickled ({type(err).__name__}: {err})"
+        with torch.serialization.safe_globals(legacy_data_classes()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated file, a class outside the allowlist, ...
+        try:
+            held = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # not even readable as a torch file
+            held = []
+        allowed = {f"{c.__module__}.{c.__qualname__}" for c in legacy_data_classes()
+                   if not isinstance(c, tuple)} | {"numpy.core.multiarray.scalar"}
+        other = [g for g in held if g not in allowed]
+        what = (f"it holds {', '.join(other[:4])}" if other else _one_line(err))
+        raise CheckpointError(f"{path}: cannot be loaded even with --allow-pickle ({what}); "
+                              "bertforge never runs a file's pickled code. Load it with the "
+                              "code that wrote it and save its state_dict (safetensors)"
                               ) from None
-    if isinstance(obj, nn.Module):
-        obj = obj.state_dict()
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     tensors = ({str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
@@ -148,6 +171,11 @@ def _unpickle_legacy(path: Path, refused: Exception) -> dict[str, torch.Tensor]:
     if not tensors:
         raise CheckpointError(f"{path}: unpickled a {type(obj).__name__} holding no tensors; "
                               "expected a state dict of weights")
+    warnings.warn(f"{path}: not loadable as tensors alone ({type(refused).__name__}); "
+                  "unpickling it as asked (allow_pickle / --allow-pickle), weights-only with "
+                  "the training script's data classes allowed (argparse.Namespace, numpy "
+                  "scalars); no code from the file runs. Use the safetensors copy from now on",
+                  UnsafeLoadWarning, stacklevel=5)
     return tensors
 
 

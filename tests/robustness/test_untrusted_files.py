@@ -1,7 +1,9 @@
 """Untrusted weight files: nothing is unpickled unless asked. A legacy ``pytorch_model.bin``
 holding more than tensors (here the training arguments, as old BERT scripts saved them) is
 refused by default, naming the file and the option; ``allow_pickle=True`` /
-``bertforge convert --allow-pickle`` loads it with a warning, and the result is safetensors."""
+``bertforge convert --allow-pickle`` loads it with a warning (still weights-only, with the
+script's data classes allowed), and the result is safetensors. No load ever runs a file's
+code: a pickled module or a code-running object is refused even with ``allow_pickle``."""
 
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def legacy(tmp_path: Path) -> Path:
 def test_legacy_pickle_refused_by_default_loaded_when_allowed(legacy: Path) -> None:
     with pytest.raises(CheckpointError, match=r"pytorch_model\.bin.*weights-only.*--allow-pickle"):
         read_checkpoint(legacy)
-    with pytest.warns(UnsafeLoadWarning, match=r"pytorch_model\.bin.*weights_only=False.*trust"):
+    with pytest.warns(UnsafeLoadWarning, match=r"pytorch_model\.bin.*weights-only.*no code"):
         unpickled = read_checkpoint(legacy, allow_pickle=True)
     safe = read_checkpoint(legacy.parent / "safe")
     assert unpickled.state.keys() == safe.state.keys() and not unpickled.unexpected
@@ -81,8 +83,35 @@ def test_convert_allow_pickle_flag(legacy: Path, tmp_path: Path,
     assert not out.exists()
     assert main(["convert", "--from", str(legacy), "--to", str(out), "--allow-pickle"]) == 0
     err = capsys.readouterr().err
-    assert "bertforge convert: warning:" in err and "weights_only=False" in err
+    assert "bertforge convert: warning:" in err and "no code from the file runs" in err
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
     converted, safe = read_checkpoint(out), read_checkpoint(legacy.parent / "safe")
     for name, tensor in safe.state.items():
         assert torch.equal(converted.state[name], tensor), name
+
+
+def test_allow_pickle_never_runs_the_pickle_either(legacy: Path, tmp_path: Path) -> None:
+    """With allow_pickle a file whose pickle would run code, or that holds a whole pickled
+    module, is refused, naming what it holds; the code does not run."""
+    marker = tmp_path / "code-ran"
+    weights = load_file(legacy.parent / "safe" / "model.safetensors")
+    torch.save({"state_dict": weights, "x": Marker(marker)}, legacy / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"even with --allow-pickle.*pathlib"):
+        read_checkpoint(legacy, allow_pickle=True)
+    assert not marker.exists()
+    torch.save(BertForPreTraining(tiny_config()), legacy / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match=r"even with --allow-pickle.*BertForPreTraining"):
+        read_checkpoint(legacy, allow_pickle=True)
+
+
+def test_allow_pickle_reads_numpy_scalars(legacy: Path) -> None:
+    """Old scripts saved their best score as a numpy scalar beside the weights."""
+    import numpy as np
+
+    weights = load_file(legacy.parent / "safe" / "model.safetensors")
+    torch.save({"state_dict": weights, "best": np.float64(0.91), "step": np.int64(7),
+                "args": argparse.Namespace(lr=2e-5)}, legacy / "pytorch_model.bin")
+    with pytest.warns(UnsafeLoadWarning):
+        ckpt = read_checkpoint(legacy, allow_pickle=True)
+    assert torch.equal(ckpt.state["bert.embeddings.word_embeddings.weight"],
+                       weights["bert.embeddings.word_embeddings.weight"])
