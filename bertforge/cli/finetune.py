@@ -109,7 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--reinit-layers", type=int, default=0, help="re-initialise the top N layers")
     g.add_argument("--fgm-epsilon", type=float, default=0.0,
                    help="FGM adversarial training on the embeddings, e.g. 1.0")
-    g.add_argument("--pooling", default="cls", choices=("cls", "mean", "cls-last4"))
+    g.add_argument("--pooling", default=None, choices=("cls", "mean", "cls-last4"),
+                   help="sentence representation for classification and multiple choice "
+                        "(default: the checkpoint's, else cls)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -134,7 +136,7 @@ def article_slice(text: str | None) -> slice | None:
 def model_options(args: argparse.Namespace) -> object:
     from bertforge.training.finetune_tasks import ModelOptions
     return ModelOptions(args.model, args.max_length or DEFAULT_MAX_LENGTH.get(args.task, 128),
-                        getattr(args, "dropout", None), getattr(args, "pooling", "cls"))
+                        getattr(args, "dropout", None), getattr(args, "pooling", None))
 
 
 def saved_labels(model_dir: str) -> LabelMap | None:

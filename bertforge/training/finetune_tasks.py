@@ -40,7 +40,7 @@ class ModelOptions:
     model_dir: str
     max_length: int = 128
     dropout: float | None = None  # None keeps the checkpoint's (0.1 for BERT)
-    pooling: str = "cls"
+    pooling: str | None = None  # None keeps the checkpoint's ("cls" when it has none)
 
 
 def load_classifier(options: ModelOptions, labels: LabelMap | None, problem: str
@@ -53,7 +53,7 @@ def load_classifier(options: ModelOptions, labels: LabelMap | None, problem: str
         overrides["hidden_dropout_prob"] = options.dropout
     from bertforge.interop.checkpoint import config_from
     config = config_from(options.model_dir)
-    extra = {**config.extra, "pooling": options.pooling}
+    extra = {**config.extra, **({"pooling": options.pooling} if options.pooling else {})}
     return BertForSequenceClassification.from_pretrained(options.model_dir, extra=extra,
                                                          **overrides)
 

@@ -198,3 +198,22 @@ def test_train_limit_applies_to_every_task(tiny_dir: Path, tmp_path: Path) -> No
     assert main([*common, "--out", str(tmp_path / "n"), "--train-limit", "10"]) == 0
     assert _results(tmp_path / "n")["train_examples"] == 10
     assert main([*common, "--out", str(tmp_path / "z"), "--train-limit", "0"]) == 2
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls-last4"])
+def test_evaluate_keeps_the_fine_tuned_pooling(tiny_dir: Path, tmp_path: Path,
+                                               pooling: str) -> None:
+    """A model fine-tuned with --pooling mean (or cls-last4) is scored by ``evaluate`` with
+    that pooling (from its config.json), not with the default [CLS]: the same prediction
+    for every dev example as the training-time evaluation."""
+    data = need_data("glue", "RTE")
+    out, again = tmp_path / "rte", tmp_path / "eval"
+    assert main(["finetune", "glue", "--task", "RTE", "--data-dir", str(data), "--model",
+                 str(tiny_dir), "--out", str(out), "--train-limit", "48", "--max-length", "64",
+                 "--pooling", pooling, *FAST]) == 0
+    assert json.loads((out / "best" / "config.json").read_text())["pooling"] == pooling
+    assert main(["evaluate", "glue", "--task", "RTE", "--data-dir", str(data), "--model",
+                 str(out / "best"), "--out", str(again), "--max-length", "64"]) == 0
+    trained = (out / "predictions_dev.tsv").read_text().splitlines()
+    assert (again / "predictions_dev.tsv").read_text().splitlines() == trained
+    assert _results(again)["accuracy"] == pytest.approx(_results(out)["accuracy"])
