@@ -158,8 +158,9 @@ def _unpickle_legacy(path: Path, refused: Exception) -> dict[str, torch.Tensor]:
             held = []
         allowed = {f"{c.__module__}.{c.__qualname__}" for c in legacy_data_classes()
                    if not isinstance(c, tuple)} | {"numpy.core.multiarray.scalar"}
-        other = [g for g in held if g not in allowed]
-        what = (f"it holds {', '.join(other[:4])}" if other else _one_line(err))
+        other = sorted(g for g in held if g not in allowed)
+        more = f" and {len(other) - 4} more" if len(other) > 4 else ""
+        what = f"it holds {', '.join(other[:4])}{more}" if other else _one_line(err)
         raise CheckpointError(f"{path}: cannot be loaded even with --allow-pickle ({what}); "
                               "bertforge never runs a file's pickled code. Load it with the "
                               "code that wrote it and save its state_dict (safetensors)"
