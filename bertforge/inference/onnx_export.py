@@ -54,18 +54,28 @@ class MaskedEncoder(nn.Module):
                 attention_mask: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False,
                 output_positions: torch.Tensor | None = None) -> BertOutput:
-        """As ``BertModel.forward``; ``output_positions`` selects rows of the output after
-        the full computation (the traced graph keeps every row)."""
+        """As ``BertModel.forward``. With ``output_positions`` [B, P] (and no per-layer
+        outputs) the last layer computes only those rows and [CLS], as BertModel does: an
+        exported [CLS] classifier's graph runs its last layer on one row per sequence."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         mask = attention_mask.bool()[:, None, None, :]  # [B, S] -> [B, 1, 1, S]
         x = self.bert.embeddings(input_ids, token_type_ids)
+        prune = output_positions is not None and not output_hidden_states and len(
+            self.bert.layers) > 0
         hidden = [x]
-        for layer in self.bert.layers:
+        for layer in self.bert.layers[:-1] if prune else self.bert.layers:
             x, _ = layer(x, mask)
             hidden.append(x)
+        if prune:
+            assert output_positions is not None
+            cls = output_positions.new_zeros(output_positions.shape[0], 1)
+            wanted = torch.cat([cls, output_positions], dim=1)  # [B, 1 + P]
+            x = self.bert.layers[-1](x, mask, queries=gather_positions(x, wanted))[0]
+            pooled = self.bert.pooler(x) if self.bert.pooler is not None else None
+            return BertOutput(x[:, 1:], pooled, None)
         x = x * attention_mask[..., None].to(x.dtype)  # zeros at padding, as BertModel gives
         pooled = self.bert.pooler(x) if self.bert.pooler is not None else None
         if output_positions is not None:

@@ -144,3 +144,28 @@ def test_classifiers_that_read_the_pooler_prune() -> None:
     mc = {k: v.view(2, 3, 20) for k, v in inputs.items()}
     full = choice.head(choice.bert(**inputs).pooler_output).view(2, 3)
     torch.testing.assert_close(choice(**mc).logits, full, **TOL)
+
+
+def test_export_encoder_prunes_like_the_model() -> None:
+    """ONNX export's ``MaskedEncoder`` (the traceable encoder) prunes the last layer as
+    BertModel does: the same rows and pooler output, the last layer on 1 + P rows."""
+    from bertforge.inference.onnx_export import MaskedEncoder
+
+    torch.manual_seed(0)
+    model = BertModel(tiny_config()).eval()
+    inputs, pos = batch(padded=True), positions()
+    encoder = MaskedEncoder(model)
+    with torch.no_grad():
+        want = model(**inputs, output_positions=pos)
+        got = encoder(**inputs, output_positions=pos)
+        cls_only = encoder(**inputs, output_positions=pos[:, :0])
+    torch.testing.assert_close(got.last_hidden_state, want.last_hidden_state, **TOL)
+    torch.testing.assert_close(got.pooler_output, want.pooler_output, **TOL)
+    torch.testing.assert_close(cls_only.pooler_output, want.pooler_output, **TOL)
+    seen: list[int] = []
+    model.layers[-1].ffn.register_forward_hook(
+        lambda mod, args, out: seen.append(args[0].shape[:-1].numel()))
+    with torch.no_grad():
+        encoder(**inputs, output_positions=pos)
+        encoder(**inputs)
+    assert seen == [6 * 5, 6 * 20]
