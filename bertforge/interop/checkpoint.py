@@ -67,9 +67,9 @@ def read_checkpoint(path: str | os.PathLike, allow_pickle: bool = False) -> Chec
     """Read a Hugging Face-shaped or Google TF checkpoint directory into canonical names.
 
     ``allow_pickle``: load a legacy ``pytorch_model.bin`` that the weights-only loader
-    refuses because it also holds training-script data (``LEGACY_DATA_CLASSES``), with an
-    ``UnsafeLoadWarning``; files holding other objects stay refused. Only
-    for files you trust: unpickling can run arbitrary code.
+    refuses because it also holds training-script data (``legacy_data_classes()``), with
+    an ``UnsafeLoadWarning``; files holding other objects stay refused. Loading stays
+    weights-only either way: no code from the file runs.
     """
     folder = Path(path)
     if not folder.is_dir():
