@@ -71,11 +71,8 @@ class MaskedEncoder(nn.Module):
             hidden.append(x)
         if prune:
             assert output_positions is not None
-            cls = output_positions.new_zeros(output_positions.shape[0], 1)
-            wanted = torch.cat([cls, output_positions], dim=1)  # [B, 1 + P]
-            x = self.bert.layers[-1](x, mask, queries=gather_positions(x, wanted))[0]
-            pooled = self.bert.pooler(x) if self.bert.pooler is not None else None
-            return BertOutput(x[:, 1:], pooled, None)
+            x, pooled = self.bert.last_layer_at(x, mask, output_positions)
+            return BertOutput(x, pooled, None)
         x = x * attention_mask[..., None].to(x.dtype)  # zeros at padding, as BertModel gives
         pooled = self.bert.pooler(x) if self.bert.pooler is not None else None
         if output_positions is not None:

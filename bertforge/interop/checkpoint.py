@@ -156,8 +156,8 @@ def _unpickle_legacy(path: Path, refused: Exception) -> dict[str, torch.Tensor]:
             held = torch.serialization.get_unsafe_globals_in_checkpoint(path)
         except Exception:  # not even readable as a torch file
             held = []
-        allowed = {f"{c.__module__}.{c.__qualname__}" for c in legacy_data_classes()
-                   if not isinstance(c, tuple)} | {"numpy.core.multiarray.scalar"}
+        allowed = {c[1] if isinstance(c, tuple) else f"{c.__module__}.{c.__qualname__}"
+                   for c in legacy_data_classes()}
         other = sorted(g for g in held if g not in allowed)
         more = f" and {len(other) - 4} more" if len(other) > 4 else ""
         what = f"it holds {', '.join(other[:4])}{more}" if other else _one_line(err)

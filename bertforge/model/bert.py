@@ -345,12 +345,7 @@ class BertModel(nn.Module):
             assert output_positions is not None
             if unpadded is not None:  # the last layer runs padded: [B, 1, 1, S] key mask
                 mask = attention_mask_4d(attention_mask, seq_len, False, input_ids.device)
-            cls = output_positions.new_zeros(output_positions.shape[0], 1)
-            wanted = torch.cat([cls, output_positions], dim=1)  # [B, 1 + P]
-            x = self.layers[-1](x, mask, queries=gather_positions(x, wanted))[0]
-            if self.pooler is not None:
-                pooled = self.pooler(x)  # reads row 0: [CLS]
-            x = x[:, 1:]  # [B, 1 + P, H] -> [B, P, H]
+            x, pooled = self.last_layer_at(x, mask, output_positions)
         else:
             if self.pooler is not None:
                 pooled = self.pooler(x)
@@ -362,6 +357,16 @@ class BertModel(nn.Module):
             hidden_states=tuple(hidden) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )
+
+    def last_layer_at(self, x: torch.Tensor, mask: torch.Tensor | None,
+                      positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The last layer on the rows ``positions`` [B, P] and [CLS] only (its keys and
+        values still come from every row of ``x`` [B, S, H]): ([B, P, H], pooler output)."""
+        cls = positions.new_zeros(positions.shape[0], 1)
+        wanted = torch.cat([cls, positions], dim=1)  # [B, 1 + P]
+        x = self.layers[-1](x, mask, queries=gather_positions(x, wanted))[0]
+        pooled = self.pooler(x) if self.pooler is not None else None  # reads row 0: [CLS]
+        return x[:, 1:], pooled
 
     def _unpadded(self, attention_mask: torch.Tensor | None, sequence_ids: torch.Tensor | None,
                   per_layer_outputs: bool) -> Unpadded | None:

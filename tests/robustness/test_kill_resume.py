@@ -55,15 +55,6 @@ def _newest_step(out: Path) -> int:
     return int(found[-1].name.split("-")[1]) if found else -1
 
 
-@pytest.fixture(autouse=True)
-def _killed_runs_tmpdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A SIGKILLed run cannot remove its temporary folders (bertforge's private caches):
-    point TMPDIR of every run under tmp_path so that they do not pile up in /tmp."""
-    folder = tmp_path / "tmpdir"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-
-
 def _start(argv: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "bertforge", *argv], cwd=ROOT, env=env,
