@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
             "--out", out / f"finetune_{tag}", "--epochs", s["epochs"], "--lr", "5e-4",
             "--batch-size", 32, "--seeds", s["seeds"], "--max-length", 64,
             "--pooling", "mean", "--quiet")
-        scores[label] = test_accuracy(out / f"finetune_{tag}", work / "rt_test.csv")
+        scores[label] = score_on_test(out / f"finetune_{tag}", work / "rt_test.csv")
     say("[5/6] fine-tuned on Rotten Tomatoes twice: from the pre-trained weights and from "
         "random weights (same budget, same seeds)")
 
@@ -208,7 +208,7 @@ def make_random_init(trained: Path, target: Path, seed: int) -> None:
     save_pretrained(BertForPreTraining(config), target, tokenizer=load_tokenizer(trained))
 
 
-def test_accuracy(run_dir: Path, test_csv: Path) -> dict[str, Any]:
+def score_on_test(run_dir: Path, test_csv: Path) -> dict[str, Any]:
     """Score each seed's best checkpoint (the epoch the dev set chose) on the test set,
     once: ``SEED_DIR/test/eval_results.json``. Returns the accuracies, mean and std."""
     import numpy as np
