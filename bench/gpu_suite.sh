@@ -49,22 +49,58 @@ bench)
     (nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv || echo "no nvidia-smi") | tee "$OUT/gpu.txt"
     $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', \
 transformers.__version__)" | tee -a "$OUT/gpu.txt"
-    for run in "pretrain 128 64" "pretrain 512 16" "inference 128 128"; do
-        set -- $run
-        $PY -m bertforge bench "$1" --preset "$PRESET" --seq-len "$2" --batch-size "$3" \
-            --device "$DEVICE" --precision bf16 --steps "$STEPS" --warmup 5 --data-dir "$DATA" \
-            --vocab "$VOCAB" --json > "$OUT/bench_$1_$2.json" 2> "$OUT/bench_$1_$2.log" \
-            || echo "bench $1 $2 failed: see bench_$1_$2.log" | tee -a "$OUT/summary.txt"
-    done
-    $PY - "$OUT" <<'EOF' | tee -a "$OUT/summary.txt"
+    # 1. `bertforge pretrain` runs on this device (tiny, 30 steps), before any long run
+    two=$(find "$DATA/corpus-en-books" -name '*.txt' | sort | sed -n 1,2p)
+    # shellcheck disable=SC2086
+    $PY -m bertforge data create --input $two --tokenizer "$VOCAB" --out /tmp/smoke_shards \
+        --input-format text --doc-sep file --max-seq-length 128 --masking dynamic --quiet
+    if timeout 150 $PY -m bertforge pretrain --data /tmp/smoke_shards \
+        --eval-data /tmp/smoke_shards --tokenizer "$VOCAB" --out /tmp/smoke --preset tiny \
+        --device "$DEVICE" --precision bf16 --batch-size 64 --max-steps 30 --warmup-steps 5 --eval-every 10 \
+        --eval-batches 2 --save-every 1000000000 --no-tensorboard --quiet \
+        >> "$OUT/bench.log" 2>&1; then
+        echo "pretrain smoke: ok; last log: $(tail -n 1 /tmp/smoke/metrics.jsonl)" | tee -a "$OUT/summary.txt"
+    else
+        echo "pretrain smoke FAILED: see bench.log" | tee -a "$OUT/summary.txt"
+    fi
+    # 2. ours vs transformers, eager, then 3. a profile, then 4. torch.compile'd (ours)
+    one_bench() {  # mode seq_len batch [--compile]; one JSON line per run in bench.jsonl
+        [ "$SECONDS" -gt "${DEADLINE:-480}" ] && { echo "skipped $* (time)" | tee -a "$OUT/summary.txt"; return; }
+        echo "== bench $*" >> "$OUT/bench.log"
+        if timeout 200 $PY -m bertforge bench "$1" --preset "$PRESET" --seq-len "$2" \
+            --batch-size "$3" ${4:-} --device "$DEVICE" --precision bf16 --steps "$STEPS" \
+            --warmup 5 --data-dir "$DATA" --vocab "$VOCAB" --json > /tmp/bench.json \
+            2>> "$OUT/bench.log"; then
+            $PY -c "import json,sys; print(json.dumps(json.load(open('/tmp/bench.json'))))" \
+                >> "$OUT/bench.jsonl"
+        else
+            echo "bench $* failed: see bench.log" | tee -a "$OUT/summary.txt"
+        fi
+    }
+    one_bench pretrain 128 256
+    one_bench pretrain 512 64
+    one_bench pretrain 128 64
+    one_bench pretrain 512 16
+    one_bench inference 128 128
+    if [ "$SECONDS" -lt "${DEADLINE:-480}" ]; then
+        timeout 120 $PY bench/gpu_profile.py --preset "$PRESET" --seq-len 128 --batch-size 256 \
+            --device "$DEVICE" --data-dir "$DATA" --vocab "$VOCAB" > "$OUT/profile.txt" 2>&1 \
+            || echo "profile failed: see profile.txt" | tee -a "$OUT/summary.txt"
+    fi
+    one_bench pretrain 128 256 --compile
+    one_bench pretrain 512 64 --compile
+    $PY - "$OUT/bench.jsonl" <<'EOF' | tee -a "$OUT/summary.txt"
 import json, sys
-from pathlib import Path
-for f in sorted(Path(sys.argv[1]).glob("bench_*.json")):
-    try:
-        r = json.loads(f.read_text())
-    except ValueError:
-        print(f.name, "no JSON"); continue
-    print(f.name, {k: r[k] for k in r if not isinstance(r[k], (dict, list))})
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    o, t, p = r["bertforge"], r["transformers"], r["parity"]
+    print(f"{r['mode']} {r['preset']} {r['seq_len']}x{r['batch_size']}"
+          f"{' compile' if r.get('compile') else ''} pad {r['pad_fraction']:.0%}: "
+          f"ours {o['real_tokens_per_s']:,.0f} tok/s MFU {o['mfu']:.1%} "
+          f"{o['peak_memory_mb']:,.0f} MB | theirs {t['real_tokens_per_s']:,.0f} MFU "
+          f"{t['mfu']:.1%} {t['peak_memory_mb']:,.0f} MB | x{r['speedup']:.2f} | peak "
+          f"{r['peak_tflops_measured']:.0f} TF | fp32 diff {p['fp32_max_abs_diff']:.1e} "
+          f"bf16 err {p['bf16_rel_error_ours']:.1e}/{p['bf16_rel_error_transformers']:.1e}")
 EOF
     ;;
 pretrain)
@@ -79,14 +115,15 @@ pretrain)
         --out "$OUT/shards_heldout" --input-format text --doc-sep file --max-seq-length 128 \
         --masking dynamic --seed 1 --quiet
     timeout 560 $PY -m bertforge pretrain --data "$OUT/shards" --eval-data "$OUT/shards_heldout" \
-        --tokenizer "$VOCAB" --out "$OUT/base128" --preset "$PRESET" --device "$DEVICE" \
+        --tokenizer "$VOCAB" --out /tmp/base128 --preset "$PRESET" --device "$DEVICE" \
         --precision bf16 --batch-size 256 --lr 1e-4 --warmup-steps 300 --max-time "$MINUTES" \
         --max-steps 100000 --schedule-steps 10000 --eval-every 200 --eval-batches 10 \
         --save-every 1000000000 --no-tensorboard --quiet > "$OUT/pretrain.log" 2>&1 \
         || echo "pretrain exited $?: see pretrain.log" | tee -a "$OUT/summary.txt"
-    rm -rf "$OUT/shards" "$OUT/shards_heldout" "$OUT/base128/final" "$OUT/base128"/checkpoint-*
+    rm -rf "$OUT/shards" "$OUT/shards_heldout"
+    cp /tmp/base128/metrics.jsonl /tmp/base128/*.png "$OUT/" || true  # ≤ 8 files come back
     tail -n 3 "$OUT/pretrain.log"
-    $PY - "$OUT/base128/metrics.jsonl" <<'EOF' | tee -a "$OUT/summary.txt"
+    $PY - "$OUT/metrics.jsonl" <<'EOF' | tee -a "$OUT/summary.txt"
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 evals = [(r["step"], round(r["eval_mlm_acc"], 3), round(r.get("eval_nsp_acc", 0), 3))
