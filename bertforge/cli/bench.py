@@ -41,14 +41,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------- real batches
-def _sentences(data: Path, mode: str) -> list[tuple[str, str | None]]:
-    """Real inputs: book text packed as pre-training pairs, or GLUE sentences."""
+def _sentences(data: Path, mode: str, seq_len: int = 128) -> list[tuple[str, str | None]]:
+    """Real inputs: book text cut into pre-training pairs long enough to fill ``seq_len``
+    tokens (about 4.3 characters a token: two halves of 2.5 characters per position),
+    or GLUE sentences."""
     if mode == "pretrain":
         books = sorted((data / "corpus-en-books").rglob("*.txt"))[:6]
         if not books:
             raise FileNotFoundError(f"{data}/corpus-en-books: no books found (need ../shared)")
         text = " ".join(b.read_text(encoding="utf-8", errors="replace") for b in books)
-        return [(text[i:i + 400], text[i + 400:i + 800]) for i in range(0, len(text) - 800, 800)]
+        half = max(400, seq_len * 5 // 2)
+        return [(text[i:i + half], text[i + half:i + 2 * half])
+                for i in range(0, len(text) - 2 * half, 2 * half)]
     rows = (data / "glue" / "MRPC" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     sst = (data / "glue" / "SST-2" / "dev.tsv").read_text(encoding="utf-8").splitlines()[1:]
     pairs = [(r.split("\t")[3], r.split("\t")[4]) for r in rows]
@@ -63,7 +67,7 @@ def make_batches(tok, mode: str, seq_len: int, batch_size: int, count: int,  # n
     import torch
 
     rng = np.random.default_rng(seed)
-    inputs = _sentences(data, mode)
+    inputs = _sentences(data, mode, seq_len)
     order = rng.permutation(len(inputs))
     out = []
     for b in range(count):

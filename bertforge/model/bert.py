@@ -22,6 +22,9 @@ from bertforge.config import BertConfig
 from bertforge.model.dropout import Dropout, _AttentionDropout, dropout, quantized
 
 UNPAD_MIN_PADDING = 0.1  # share of padding from which dropping it pays (see BertModel.forward)
+# the unpadded attention layout's width W is rounded up to a multiple of this: on CUDA a
+# new W is a new attention shape, and some kernels (cuDNN's) build a plan per shape
+ROW_WIDTH_MULTIPLE = {"cpu": 1}
 
 
 @dataclass
@@ -69,6 +72,8 @@ class Unpadded:
         seq = first.cumsum(0) - 1  # [T], which sequence each token is in
         lengths = torch.diff(starts, append=starts.new_tensor([len(index)]))  # [R]
         rows, width = len(starts), int(lengths.max()) if len(starts) else 0
+        step = ROW_WIDTH_MULTIPLE.get(index.device.type, 1)
+        width = -(-width // step) * step
         slot = seq * width + torch.arange(len(index), device=index.device) - starts[seq]
         key_mask = None
         if bool((lengths < width).any()):

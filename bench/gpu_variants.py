@@ -1,0 +1,103 @@
+"""Ways to run the unpadded attention on a GPU, timed against each other and transformers.
+
+Real batches vary in width, and every new width is a new attention shape. This times, on
+``bertforge bench``'s batches and steps, ours (and transformers beside it, the models
+taking turns) under each variant, twice over the same batches: the first pass meets each
+shape for the first time (as a short run does), the second has met them all (as a long
+run has). Variants: ``default``; ``no-cudnn`` (SDPA's cuDNN backend off, for both
+models); ``width64`` (our attention width rounded up to a multiple of 64: few shapes);
+``padded`` (ours without unpadding).
+
+    python bench/gpu_variants.py --data-dir gpu_data \
+        --vocab gpu_data/vocab/bert_uncased_en_vocab.txt pretrain:512:64 inference:128:128
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+import bertforge.model.bert as bert_module
+from bertforge.cli.bench import _step_fns, make_batches, timed_interleaved
+from bertforge.config import preset
+from bertforge.model import BertForPreTraining
+from bertforge.tokenization import load_tokenizer
+
+
+@contextlib.contextmanager
+def variant(name: str, ours: BertForPreTraining) -> Iterator[None]:
+    cudnn = torch.backends.cuda.cudnn_sdp_enabled()
+    widths = dict(bert_module.ROW_WIDTH_MULTIPLE)
+    try:
+        if name == "no-cudnn":
+            torch.backends.cuda.enable_cudnn_sdp(False)
+        elif name == "width64":
+            bert_module.ROW_WIDTH_MULTIPLE["cuda"] = 64
+        elif name == "padded":
+            ours.bert.unpad = False
+        yield
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
+        bert_module.ROW_WIDTH_MULTIPLE.clear()
+        bert_module.ROW_WIDTH_MULTIPLE.update(widths)
+        ours.bert.unpad = True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="mode:seq_len:batch_size")
+    parser.add_argument("--preset", default="base")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--data-dir", default="gpu_data")
+    parser.add_argument("--vocab", default="gpu_data/vocab/bert_uncased_en_vocab.txt")
+    parser.add_argument("--variants", default="default,no-cudnn,width64,padded")
+    args = parser.parse_args()
+
+    import transformers
+
+    tok = load_tokenizer(Path(args.vocab))
+    kind = args.device.split(":")[0]
+
+    def autocast():  # noqa: ANN202
+        return torch.autocast(kind, dtype=torch.bfloat16)
+
+    for run in args.runs:
+        mode, seq_len, batch_size = run.split(":")[0], *map(int, run.split(":")[1:])
+        torch.manual_seed(0)
+        config = preset(args.preset, vocab_size=tok.vocab_size,
+                        max_position_embeddings=max(512, seq_len))
+        ours = BertForPreTraining(config)
+        with tempfile.TemporaryDirectory() as tmp:
+            ours.save_pretrained(tmp)
+            theirs = transformers.BertForPreTraining.from_pretrained(
+                tmp, attn_implementation="sdpa")
+        for m in (ours, theirs):
+            m.to(args.device).train(mode != "inference")
+        batches = make_batches(tok, mode, seq_len, batch_size, args.steps, 0,
+                               Path(args.data_dir))
+        batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
+        real = sum(int(b["attention_mask"].sum()) for b in batches)
+        widths = sorted({b["attention_mask"].shape[1] for b in batches})
+        steps = dict(zip(("ours", "theirs"), _step_fns(mode, ours, theirs, args.device),
+                         strict=True))
+        for name in args.variants.split(","):
+            with variant(name, ours):
+                row = {"run": run, "variant": name, "widths": len(widths)}
+                for when in ("cold", "warm"):  # first meeting of each shape, then again
+                    secs = timed_interleaved(steps, batches, 0, args.device, autocast)
+                    row.update({f"{when}_{k}_tok_s": round(real / v) for k, v in secs.items()})
+                    row[f"{when}_ratio"] = round(secs["theirs"] / secs["ours"], 2)
+                print(json.dumps(row), flush=True)
+        del ours, theirs, steps, batches
+        torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()
