@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
+    parser.add_argument("--cold-shapes", action="store_true",
+                        help="time each batch the first time it is run (a short job) "
+                             "instead of after one untimed pass over them all (a long one)")
     parser.add_argument("--data-dir", default=str(DATA))
     parser.add_argument("--vocab", default=None, help="vocab.txt (default: bert uncased)")
     parser.add_argument("--seed", type=int, default=0)
@@ -170,10 +173,13 @@ def _sync(device: str) -> None:
 
 
 def timed_interleaved(steps: dict[str, Callable], batches: list[dict], warmup: int,
-                      device: str, autocast: Callable[[], object]) -> dict[str, float]:
+                      device: str, autocast: Callable[[], object], prime: bool = False
+                      ) -> dict[str, float]:
     """Seconds per model over the timed batches, the models taking turns batch by batch,
-    so that a change in the machine's load hits both alike."""
-    for b in batches[:warmup]:
+    so that a change in the machine's load hits both alike. With ``prime``, each timed
+    batch is first run once untimed: every shape has then been met, as in a long run
+    (on CUDA a new shape can cost a kernel plan or an autotuning pass)."""
+    for b in batches[:warmup] + (batches[warmup:] if prime else []):
         for step in steps.values():
             with autocast():
                 step(b)
@@ -312,7 +318,8 @@ def run(args: argparse.Namespace) -> int:
     # memory first, on a fresh process heap, one model after the other
     memory = {name: peak_memory_mb(step, batches[:2], args.device, autocast)
               for name, step in steps.items()}
-    seconds = timed_interleaved(steps, batches, args.warmup, args.device, autocast)
+    seconds = timed_interleaved(steps, batches, args.warmup, args.device, autocast,
+                                prime=not args.cold_shapes)
     results = {name: {"seconds": seconds[name], "peak_memory_mb": memory[name]}
                for name in steps}
     timed = batches[args.warmup:]
@@ -325,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "mode": args.mode, "preset": args.preset, "seq_len": args.seq_len,
         "batch_size": args.batch_size, "steps": args.steps, "device": _device_name(args.device),
-        "precision": args.precision, "compile": args.compile, "torch": torch.__version__,
+        "precision": args.precision, "compile": args.compile,
+        "cold_shapes": args.cold_shapes, "torch": torch.__version__,
         "transformers_version": transformers.__version__, "real_tokens": real,
         "pad_fraction": 1 - real / sum(b["attention_mask"].numel() for b in timed),
         "peak_tflops_measured": peak / 1e12, **{f"{k}": v for k, v in results.items()},

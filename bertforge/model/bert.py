@@ -22,6 +22,11 @@ from bertforge.config import BertConfig
 from bertforge.model.dropout import Dropout, _AttentionDropout, dropout, quantized
 
 UNPAD_MIN_PADDING = 0.1  # share of padding from which dropping it pays (see BertModel.forward)
+# where unpadding pays. Not on CUDA (H100, bench/RESULTS.md): there the host waits for
+# the lengths (nonzero, max) in every forward, and each new width is a new attention
+# shape; padded batches ran 1.08-1.32x faster than unpadded ones, and the padded path
+# already handles packed rows (a block-diagonal mask)
+UNPAD_DEVICES = ("cpu",)
 # the unpadded attention layout's width W is rounded up to a multiple of this: on CUDA a
 # new W is a new attention shape, and some kernels (cuDNN's) build a plan per shape
 ROW_WIDTH_MULTIPLE = {"cpu": 1}
@@ -379,7 +384,9 @@ class BertModel(nn.Module):
         attention cost more than the padding: ~10% of MiniLM's CPU time), always for packed
         rows (each sequence then attends alone instead of through an [B, S, S] mask), and
         never when someone asked for per-layer [B, S, ...] outputs or under tracing."""
-        if not self.unpad or per_layer_outputs or _tracing():
+        device = (attention_mask if attention_mask is not None else sequence_ids)
+        if (not self.unpad or per_layer_outputs or _tracing() or device is None
+                or device.device.type not in UNPAD_DEVICES):
             return None
         if sequence_ids is not None:
             if attention_mask is None:
