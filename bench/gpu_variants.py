@@ -4,9 +4,10 @@ Real batches vary in width, and every new width is a new attention shape. This t
 ``bertforge bench``'s batches and steps, ours (and transformers beside it, the models
 taking turns) under each variant, twice over the same batches: the first pass meets each
 shape for the first time (as a short run does), the second has met them all (as a long
-run has). Variants: ``default``; ``no-cudnn`` (SDPA's cuDNN backend off, for both
-models); ``width64`` (our attention width rounded up to a multiple of 64: few shapes);
-``padded`` (ours without unpadding).
+run has). Variants: ``default`` (ours unpadded, as the CPU runs it); ``no-cudnn``
+(unpadded, SDPA's cuDNN backend off, for both models); ``width64`` (unpadded, our
+attention width rounded up to a multiple of 64: few shapes); ``padded`` (ours without
+unpadding: what CUDA runs since this measurement, see bench/RESULTS.md).
 
     python bench/gpu_variants.py --data-dir gpu_data \
         --vocab gpu_data/vocab/bert_uncased_en_vocab.txt pretrain:512:64 inference:128:128
@@ -34,7 +35,9 @@ from bertforge.tokenization import load_tokenizer
 def variant(name: str, ours: BertForPreTraining) -> Iterator[None]:
     cudnn = torch.backends.cuda.cudnn_sdp_enabled()
     widths = dict(bert_module.ROW_WIDTH_MULTIPLE)
+    devices = bert_module.UNPAD_DEVICES
     try:
+        bert_module.UNPAD_DEVICES = ("cpu", "cuda")
         if name == "no-cudnn":
             torch.backends.cuda.enable_cudnn_sdp(False)
         elif name == "width64":
@@ -47,6 +50,7 @@ def variant(name: str, ours: BertForPreTraining) -> Iterator[None]:
         bert_module.ROW_WIDTH_MULTIPLE.clear()
         bert_module.ROW_WIDTH_MULTIPLE.update(widths)
         ours.bert.unpad = True
+        bert_module.UNPAD_DEVICES = devices
 
 
 def main() -> None:

@@ -383,10 +383,11 @@ class BertModel(nn.Module):
         """Unpad when over 10% of the batch is padding (below that the gathers around
         attention cost more than the padding: ~10% of MiniLM's CPU time), always for packed
         rows (each sequence then attends alone instead of through an [B, S, S] mask), and
-        never when someone asked for per-layer [B, S, ...] outputs or under tracing."""
-        device = (attention_mask if attention_mask is not None else sequence_ids)
-        if (not self.unpad or per_layer_outputs or _tracing() or device is None
-                or device.device.type not in UNPAD_DEVICES):
+        never when someone asked for per-layer [B, S, ...] outputs or under tracing; only on
+        the devices of ``UNPAD_DEVICES`` (the CPU)."""
+        given = attention_mask if attention_mask is not None else sequence_ids
+        if (not self.unpad or per_layer_outputs or _tracing() or given is None
+                or given.device.type not in UNPAD_DEVICES):
             return None
         if sequence_ids is not None:
             if attention_mask is None:
