@@ -29,9 +29,10 @@ MINUTES = 10.0
 # leaves the unigram plateau only with a high peak rate and no dropout, and a 30% mask
 # gives each step twice the MLM signal (Wettig et al. 2022). The rate decays slowly (a
 # 14,000-step line): decaying to 0 within the budget made the features worse, as the model
-# is still far from converged (bench/RESULTS.md).
-RECIPE = dict(lr="2e-3", warmup=200, dropout="0", mask="0.3", max_predictions=20,
-              schedule=14000)
+# is still far from converged (bench/RESULTS.md). The line's length grows with --minutes
+# (14,000 steps per 10 minutes), so a longer budget still ends half-way down the line.
+RECIPE = dict(lr="2e-3", warmup=200, dropout="0", mask="0.3", max_predictions=20)
+SCHEDULE_STEPS_PER_MINUTE = 1400
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +123,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
     return dict(reviews=25000, held_out=1000, minutes=args.minutes, max_steps=100000,
                 preset=args.preset, seq_len=args.seq_len, vocab=args.vocab_size,
                 train_size=args.train_size, dev_size=500, test_size=2000, epochs=args.epochs,
-                seeds=args.seeds, batch=32, **RECIPE)
+                seeds=args.seeds, batch=32,
+                schedule=max(1000, round(SCHEDULE_STEPS_PER_MINUTE * args.minutes)), **RECIPE)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -125,6 +126,18 @@ def test_demo_smoke(tmp_path):
     _, info = transformers.BertForPreTraining.from_pretrained(out / "pretrain" / "final",
                                                               output_loading_info=True)
     assert not info["missing_keys"] and not info["unexpected_keys"]
+
+
+def test_demo_schedule_follows_the_budget():
+    """The demo's learning-rate line lasts 14,000 steps per 10 minutes of budget, so that
+    --minutes 40 does not spend 30 of them at a rate of zero."""
+    from bertforge.cli.demo import add_arguments, settings
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert settings(parser.parse_args([]))["schedule"] == 14000
+    assert settings(parser.parse_args(["--minutes", "40"]))["schedule"] == 56000
+    assert settings(parser.parse_args(["--minutes", "0.1"]))["schedule"] == 1000  # > warm-up
 
 
 def test_demo_split_is_fixed_and_disjoint():
