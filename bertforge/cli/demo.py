@@ -43,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model size [tiny = L-2_H-128: the most pre-training steps per "
                              "CPU minute]")
     parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--schedule-steps", type=int, default=None,
+                        help="length of the learning-rate line [1,400 steps per minute of "
+                             "budget: half-way down it at the end on a 2-core CPU; a GPU "
+                             "takes more steps per minute and wants a longer line]")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--train-size", type=int, default=1000,
                         help="labelled Rotten Tomatoes sentences to fine-tune on [1000]")
@@ -124,7 +128,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
                 preset=args.preset, seq_len=args.seq_len, vocab=args.vocab_size,
                 train_size=args.train_size, dev_size=500, test_size=2000, epochs=args.epochs,
                 seeds=args.seeds, batch=32,
-                schedule=max(1000, round(SCHEDULE_STEPS_PER_MINUTE * args.minutes)), **RECIPE)
+                schedule=args.schedule_steps
+                or max(1000, round(SCHEDULE_STEPS_PER_MINUTE * args.minutes)), **RECIPE)
 
 
 def run(args: argparse.Namespace) -> int:

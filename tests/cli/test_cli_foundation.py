@@ -138,6 +138,7 @@ def test_demo_schedule_follows_the_budget():
     assert settings(parser.parse_args([]))["schedule"] == 14000
     assert settings(parser.parse_args(["--minutes", "40"]))["schedule"] == 56000
     assert settings(parser.parse_args(["--minutes", "0.1"]))["schedule"] == 1000  # > warm-up
+    assert settings(parser.parse_args(["--schedule-steps", "90000"]))["schedule"] == 90000
 
 
 def test_demo_split_is_fixed_and_disjoint():
