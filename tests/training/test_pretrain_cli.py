@@ -107,6 +107,32 @@ def test_other_objectives_and_precisions(corpus, tmp_path, objective, precision)
     assert saved.get("is_causal", False) == (objective == "ltr")
 
 
+def test_fp16_overflow_is_skipped_by_the_loss_scaler(corpus, tmp_path, monkeypatch):
+    """A real fp16 overflow: with the loss scaler starting at 2^32 the backward pass
+    overflows fp16 until the scale has halved enough. Those steps are skipped and counted
+    (not taken for a diverging run: no abort), the schedule does not move on them, and
+    training then goes on with finite weights."""
+    import bertforge.training.pretrain as pretrain_module
+
+    make_scaler = pretrain_module._grad_scaler
+
+    def huge_scale(device, enabled, sharded):  # noqa: ANN001, ANN202
+        scaler = make_scaler(device, enabled, sharded)
+        scaler._init_scale = 2.0 ** 32  # read when the scale is first created
+        return scaler
+
+    monkeypatch.setattr(pretrain_module, "_grad_scaler", huge_scale)
+    cfg = run_config(corpus, tmp_path / "run", precision="fp16", max_steps=3, log_every=1,
+                     eval_every=1000, save_every=1000, lr=1e-3, warmup_steps=2)
+    result = pretrain(cfg)
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert result.step == 3 and 8 <= result.skipped <= 30  # 2^32 halved to below ~2^20
+    assert [r["lr"] for r in records] == pytest.approx([0.0, 5e-4, 1e-3])  # warm-up as if
+    assert all(r["loss"] == r["loss"] and r["grad_norm"] < 100 for r in records)
+    weights = load_file(tmp_path / "run" / "final" / "model.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
 def test_two_processes_with_half_batches_equal_one_process(corpus, tmp_path):
     """torchrun, gloo: 2 x B/2 gives the update of 1 x B (static masks, no dropout)."""
     model = json.loads(corpus["model"].read_text())
