@@ -94,24 +94,28 @@ def make_batches(tok, mode: str, seq_len: int, batch_size: int, count: int,  # n
 
 
 def _masks(encs, ids, tok, rng) -> dict:  # noqa: ANN001
+    """Masks by the library's own rule (``draw_masks``: 15%, at most 20 per row, 80/10/10),
+    in the batch layouts both models take: positions and labels for ours, full-width
+    labels (-100 elsewhere) for transformers."""
     import numpy as np
     import torch
 
-    special = tok.special_ids()
-    picks = []
-    for e in encs:
-        can = [i for i, t in enumerate(e.ids) if t not in special]
-        n = min(20, max(1, round(len(e) * 0.15)))
-        picks.append(sorted(rng.choice(can, size=min(n, len(can)), replace=False).tolist()))
-    width = max(len(p) for p in picks)
-    pos = np.zeros((len(encs), width), dtype=np.int64)
-    lab = np.full((len(encs), width), -100, dtype=np.int64)
+    from bertforge.pretraining.masking import MaskingRule, draw_masks
+
+    lengths = [len(e) for e in encs]
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = np.concatenate([np.asarray(e.ids, dtype=np.int64) for e in encs])
+    draw = draw_masks(flat, offsets, MaskingRule.from_tokenizer(tok), rng)
+    owner = np.repeat(np.arange(len(encs)), draw.counts)
+    slot = np.arange(len(owner)) - np.repeat(np.cumsum(draw.counts) - draw.counts, draw.counts)
+    pos = np.zeros((len(encs), int(draw.counts.max())), dtype=np.int64)
+    lab = np.full(pos.shape, -100, dtype=np.int64)
+    pos[owner, slot], lab[owner, slot] = draw.positions, draw.labels
     full = np.full(ids.shape, -100, dtype=np.int64)
+    full[owner, draw.positions] = draw.labels
     masked = ids.copy()
-    for i, p in enumerate(picks):
-        pos[i, :len(p)], lab[i, :len(p)] = p, ids[i, p]
-        full[i, p] = ids[i, p]
-        masked[i, p] = tok.mask_id
+    for i, n in enumerate(lengths):
+        masked[i, :n] = draw.input_ids[offsets[i]:offsets[i + 1]]
     return {"input_ids": torch.from_numpy(masked), "masked_positions": torch.from_numpy(pos),
             "masked_labels": torch.from_numpy(lab), "full_labels": torch.from_numpy(full),
             "next_sentence_label": torch.from_numpy(rng.integers(0, 2, len(encs)))}

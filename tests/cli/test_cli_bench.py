@@ -39,12 +39,20 @@ def test_pretrain_batches_follow_the_masking_rule():
     tok = load_tokenizer(need_data("vocab", "bert_uncased_en_vocab.txt"))
     need_data("corpus-en-books")
     batches = make_batches(tok, "pretrain", 128, 16, 3, seed=0, data=need_data())
+    mask_share = []
     for b in batches:
         lengths = b["attention_mask"].sum(1)
         masked = (b["masked_labels"] != -100).sum(1)
         want = torch.clamp(torch.round(lengths * 0.15), 1, 20)
         assert torch.equal(masked, want.long())
         rows = torch.arange(len(lengths))[:, None]
-        picked = b["input_ids"][rows, b["masked_positions"]][b["masked_labels"] != -100]
-        assert torch.all(picked == tok.mask_id)
+        real = b["masked_labels"] != -100
+        # the full-width labels (transformers') hold the same targets at the same places
+        assert torch.equal(b["full_labels"][rows, b["masked_positions"]][real],
+                           b["masked_labels"][real])
+        assert int((b["full_labels"] != -100).sum()) == int(real.sum())
+        shown = b["input_ids"][rows, b["masked_positions"]][real]
+        mask_share.append(float((shown == tok.mask_id).float().mean()))
+    # 80% of the chosen tokens become [MASK] (the rest stay or turn random): ~900 draws
+    assert abs(sum(mask_share) / len(mask_share) - 0.8) < 0.06
     assert useful_flops(preset("tiny"), batches, "pretrain") > 0
