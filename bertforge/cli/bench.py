@@ -236,7 +236,8 @@ def peak_flops(device: str, dtype) -> float:  # noqa: ANN001
 
 
 def fast_path_parity(ours, theirs, batch: dict, device: str) -> dict[str, float]:  # noqa: ANN001
-    """Our encoder (unpadded fast path) against transformers' on one benchmark batch, on
+    """Our encoder (the path it takes on that device: unpadded on the CPU when over 10% of
+    the batch is padding, padded on CUDA) against transformers' on one benchmark batch, on
     the benchmark's device, dropout off: the largest absolute difference of the real
     tokens' last hidden states in fp32 (TF32 off), and in bf16 autocast the relative
     error ||ours - fp32 reference|| / ||reference|| of both (which should be alike)."""

@@ -27,9 +27,10 @@ UNPAD_MIN_PADDING = 0.1  # share of padding from which dropping it pays (see Ber
 # shape; padded batches ran 1.08-1.32x faster than unpadded ones, and the padded path
 # already handles packed rows (a block-diagonal mask)
 UNPAD_DEVICES = ("cpu",)
-# the unpadded attention layout's width W is rounded up to a multiple of this: on CUDA a
-# new W is a new attention shape, and some kernels (cuDNN's) build a plan per shape
-ROW_WIDTH_MULTIPLE = {"cpu": 1}
+# the unpadded attention layout's width W is rounded up to a multiple of this, per device
+# type (1 where absent): few widths mean few attention shapes, which matters where kernels
+# are planned per shape (cuDNN); bench/gpu_variants.py measured 64 on CUDA
+ROW_WIDTH_MULTIPLE: dict[str, int] = {}
 
 
 @dataclass
