@@ -12,16 +12,13 @@ and the kernels that take the most device time.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bertforge.cli.bench import _step_fns, _sync, make_batches
-from bertforge.config import preset
-from bertforge.model import BertForPreTraining
+from bertforge.cli.bench import _step_fns, _sync, make_batches, model_pair
 from bertforge.tokenization import load_tokenizer
 
 
@@ -37,18 +34,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=18, help="kernels listed per model")
     args = parser.parse_args()
 
-    import transformers
-
     tok = load_tokenizer(Path(args.vocab))
-    torch.manual_seed(0)
-    config = preset(args.preset, vocab_size=tok.vocab_size,
-                    max_position_embeddings=max(512, args.seq_len))
-    ours = BertForPreTraining(config)
-    with tempfile.TemporaryDirectory() as tmp:
-        ours.save_pretrained(tmp)
-        theirs = transformers.BertForPreTraining.from_pretrained(tmp, attn_implementation="sdpa")
-    for m in (ours, theirs):
-        m.to(args.device).train()
+    ours, theirs = model_pair(args.preset, tok.vocab_size, args.seq_len, args.device,
+                              training=True)
     batches = make_batches(tok, "pretrain", args.seq_len, args.batch_size, 3 + args.steps, 0,
                            Path(args.data_dir))
     batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]

@@ -18,15 +18,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 import bertforge.model.bert as bert_module
-from bertforge.cli.bench import _step_fns, make_batches, timed_interleaved
-from bertforge.config import preset
+from bertforge.cli.bench import _step_fns, make_batches, model_pair, timed_interleaved
 from bertforge.model import BertForPreTraining
 from bertforge.tokenization import load_tokenizer
 
@@ -64,8 +62,6 @@ def main() -> None:
     parser.add_argument("--variants", default="default,no-cudnn,width64,padded")
     args = parser.parse_args()
 
-    import transformers
-
     tok = load_tokenizer(Path(args.vocab))
     kind = args.device.split(":")[0]
 
@@ -74,16 +70,8 @@ def main() -> None:
 
     for run in args.runs:
         mode, seq_len, batch_size = run.split(":")[0], *map(int, run.split(":")[1:])
-        torch.manual_seed(0)
-        config = preset(args.preset, vocab_size=tok.vocab_size,
-                        max_position_embeddings=max(512, seq_len))
-        ours = BertForPreTraining(config)
-        with tempfile.TemporaryDirectory() as tmp:
-            ours.save_pretrained(tmp)
-            theirs = transformers.BertForPreTraining.from_pretrained(
-                tmp, attn_implementation="sdpa")
-        for m in (ours, theirs):
-            m.to(args.device).train(mode != "inference")
+        ours, theirs = model_pair(args.preset, tok.vocab_size, seq_len, args.device,
+                                  training=mode != "inference")
         batches = make_batches(tok, mode, seq_len, batch_size, args.steps, 0,
                                Path(args.data_dir))
         batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]

@@ -282,6 +282,28 @@ def useful_flops(config, batches: list[dict], mode: str) -> float:  # noqa: ANN0
     return total * (1 if mode == "inference" else 3)
 
 
+def model_pair(preset_name: str, vocab_size: int, seq_len: int, device: str,
+               training: bool, seed: int = 0):  # noqa: ANN201
+    """(ours, transformers') ``BertForPreTraining`` with identical random weights (ours
+    written and read back by theirs, SDPA attention), on ``device``, in train or eval mode."""
+    import torch
+    import transformers
+
+    from bertforge.config import preset
+    from bertforge.model import BertForPreTraining
+
+    torch.manual_seed(seed)
+    config = preset(preset_name, vocab_size=vocab_size,
+                    max_position_embeddings=max(512, seq_len))
+    ours = BertForPreTraining(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        ours.save_pretrained(tmp)
+        theirs = transformers.BertForPreTraining.from_pretrained(tmp, attn_implementation="sdpa")
+    for m in (ours, theirs):
+        m.to(device).train(training)
+    return ours, theirs
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
@@ -290,23 +312,14 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("bertforge bench compares against transformers: pip install "
                          "'bertforge[bench]'") from None
-    from bertforge.config import preset
-    from bertforge.model import BertForPreTraining
     from bertforge.tokenization import load_tokenizer
 
     data = Path(args.data_dir)
     vocab = Path(args.vocab) if args.vocab else data / "vocab" / "bert_uncased_en_vocab.txt"
     tok = load_tokenizer(vocab)
-    torch.manual_seed(args.seed)
-    config = preset(args.preset, vocab_size=tok.vocab_size,
-                    max_position_embeddings=max(512, args.seq_len))
-    ours = BertForPreTraining(config)
-    with tempfile.TemporaryDirectory() as tmp:
-        ours.save_pretrained(tmp)
-        theirs = transformers.BertForPreTraining.from_pretrained(tmp, attn_implementation="sdpa")
-    training = args.mode != "inference"
-    for m in (ours, theirs):
-        m.to(args.device).train(training)
+    ours, theirs = model_pair(args.preset, tok.vocab_size, args.seq_len, args.device,
+                              training=args.mode != "inference", seed=args.seed)
+    config = ours.config
     batches = make_batches(tok, args.mode, args.seq_len, args.batch_size,
                            args.warmup + args.steps, args.seed, data)
     batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
