@@ -27,8 +27,9 @@ def test_bench_report_fields(mode, capsys):
         assert report[name]["real_tokens_per_s"] > 0
         assert 0 < report[name]["mfu"] < 1.5
     assert report["real_tokens"] > 0 and 0 <= report["pad_fraction"] < 1
-    # the parity check the benchmark runs on its own device (here the CPU): our unpadded
-    # fast path computes transformers' function in fp32, and bf16 errs like theirs
+    # the parity check the benchmark runs on its own device (here the CPU): our encoder
+    # (unpadded where a batch has over 10% padding) computes transformers' function in
+    # fp32, and bf16 errs like theirs
     parity = report["parity"]
     assert parity["fp32_max_abs_diff"] < 1e-4
     assert 0 < parity["bf16_rel_error_ours"] < 2e-2

@@ -155,6 +155,18 @@ def test_unpadded_path_computes_the_same_function(causal):
     assert torch.count_nonzero(hidden[~mask.bool()]) == 0
 
 
+def test_unpadding_is_chosen_by_device_and_padding():
+    """Unpadding runs on the CPU when over 10% of the batch is padding, and not on other
+    devices (CUDA measured faster padded, bench/RESULTS.md): checked on the meta device."""
+    model = BertModel(tiny_config())
+    _, _, mask = batch(seed=7)
+    assert float(mask.float().mean()) < 0.9
+    assert model._unpadded(mask, None, False) is not None
+    assert model._unpadded(torch.ones_like(mask), None, False) is None  # no padding
+    assert model._unpadded(mask.to("meta"), None, False) is None
+    assert model._unpadded(mask, None, True) is None  # per-layer outputs asked for
+
+
 def test_unpadded_training_step_matches_gradients():
     torch.manual_seed(0)
     model = BertForPreTraining(tiny_config())
