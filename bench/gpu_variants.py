@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,24 +30,38 @@ from bertforge.model import BertForPreTraining
 from bertforge.tokenization import load_tokenizer
 
 
+def widened(unpadded: bert_module.Unpadded, multiple: int) -> bert_module.Unpadded:
+    """The same layout with its attention width W rounded up to a multiple of ``multiple``
+    (more padded slots per row, fewer distinct attention shapes)."""
+    width = -(-unpadded.width // multiple) * multiple
+    if width == unpadded.width:
+        return unpadded
+    seq, pos = unpadded.slot // unpadded.width, unpadded.slot % unpadded.width
+    real = torch.zeros(unpadded.rows, width, dtype=torch.bool, device=unpadded.slot.device)
+    real.view(-1)[seq * width + pos] = True  # [R, W]: which slots hold a token
+    return dataclasses.replace(unpadded, slot=seq * width + pos, width=width,
+                               key_mask=real[:, None, None, :])
+
+
 @contextlib.contextmanager
 def variant(name: str, ours: BertForPreTraining) -> Iterator[None]:
     cudnn = torch.backends.cuda.cudnn_sdp_enabled()
-    widths = dict(bert_module.ROW_WIDTH_MULTIPLE)
     devices = bert_module.UNPAD_DEVICES
+    original = bert_module.Unpadded.__dict__["from_mask"]  # the classmethod itself
+    from_mask = bert_module.Unpadded.from_mask
     try:
         bert_module.UNPAD_DEVICES = ("cpu", "cuda")
         if name == "no-cudnn":
             torch.backends.cuda.enable_cudnn_sdp(False)
         elif name == "width64":
-            bert_module.ROW_WIDTH_MULTIPLE["cuda"] = 64
+            bert_module.Unpadded.from_mask = classmethod(
+                lambda cls, *a, **k: widened(from_mask(*a, **k), 64))
         elif name == "padded":
             ours.bert.unpad = False
         yield
     finally:
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
-        bert_module.ROW_WIDTH_MULTIPLE.clear()
-        bert_module.ROW_WIDTH_MULTIPLE.update(widths)
+        bert_module.Unpadded.from_mask = original
         ours.bert.unpad = True
         bert_module.UNPAD_DEVICES = devices
 

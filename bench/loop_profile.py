@@ -95,9 +95,8 @@ def profile(trainer: Any, device: torch.device, steps: int, warmup: int) -> dict
                 spent[name] += (time.perf_counter() - start) * 1e3
         return wrapper
 
-    originals = {"prepare": loop.prepare}
-    stream_next = trainer.stream.next_step
-    trainer.stream.next_step = timed("fetch instances", stream_next)
+    prepare = loop.prepare
+    trainer.stream.next_step = timed("fetch instances", trainer.stream.next_step)
     trainer.collator = timed("mask (collator)", trainer.collator)
     loop.prepare = timed("prepare batch", loop.prepare)
     for name, attr in (("copy to device", "_to_device"), ("forward + backward",
@@ -107,7 +106,7 @@ def profile(trainer: Any, device: torch.device, steps: int, warmup: int) -> dict
     try:
         segmented = run(steps)
     finally:
-        loop.prepare = originals["prepare"]
+        loop.prepare = prepare
     per_step = {k: v / steps for k, v in spent.items()}
     per_step["rest (host, between)"] = segmented - sum(per_step.values())
     return {"real_tokens_per_step": real, "step_ms_as_run": as_run,

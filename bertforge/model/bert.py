@@ -27,10 +27,6 @@ UNPAD_MIN_PADDING = 0.1  # share of padding from which dropping it pays (see Ber
 # shape; padded batches ran 1.08-1.32x faster than unpadded ones, and the padded path
 # already handles packed rows (a block-diagonal mask)
 UNPAD_DEVICES = ("cpu",)
-# the unpadded attention layout's width W is rounded up to a multiple of this, per device
-# type (1 where absent): few widths mean few attention shapes, which matters where kernels
-# are planned per shape (cuDNN); bench/gpu_variants.py measured 64 on CUDA
-ROW_WIDTH_MULTIPLE: dict[str, int] = {}
 
 
 @dataclass
@@ -78,8 +74,6 @@ class Unpadded:
         seq = first.cumsum(0) - 1  # [T], which sequence each token is in
         lengths = torch.diff(starts, append=starts.new_tensor([len(index)]))  # [R]
         rows, width = len(starts), int(lengths.max()) if len(starts) else 0
-        step = ROW_WIDTH_MULTIPLE.get(index.device.type, 1)
-        width = -(-width // step) * step
         slot = seq * width + torch.arange(len(index), device=index.device) - starts[seq]
         key_mask = None
         if bool((lengths < width).any()):
