@@ -14,6 +14,7 @@ from typing import Any
 # shares the cores (measured: a MiniLM training step on 2 loaded cores took 7.4 s with
 # spinning threads, 0.57 s with sleeping ones). libgomp reads this when torch loads, so it
 # is set here, before any torch import; an explicit setting in the environment wins.
+OMP_POLICY_FROM_USER = os.environ.get("OMP_WAIT_POLICY")  # None: bertforge chose
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"

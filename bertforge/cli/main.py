@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from importlib import import_module
 from pathlib import Path
 
+from bertforge.runtime import tune_allocator
+
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("bertforge.cli.info", "parameter counts of a preset or a model"),
@@ -97,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    tune_allocator()
     try:
         args = apply_yaml(parser, args, argv)
         with private_caches(compiling=bool(getattr(args, "compile", False))):
