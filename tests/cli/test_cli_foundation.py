@@ -155,3 +155,30 @@ def test_demo_split_is_fixed_and_disjoint():
     assert split_rotten(rows, 200)[2] == test  # the test set does not move with --train-size
     with pytest.raises(ValueError, match="at most 6030"):
         split_rotten(rows, 6031)
+
+
+def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
+    """Without a gain the report says how many steps the run took and which --minutes
+    reaches the 12,500 steps the claim needs at that speed; with one, it says so."""
+    from bertforge.cli.demo import write_report
+
+    s = dict(preset="tiny", seq_len=64, vocab=8000, minutes=10.0, mask="0.3", test_size=2000,
+             dev_size=500, train_size=1000)
+    pre = dict(steps=6380, first_loss=9.7, last_loss=5.2, eval_mlm_acc=0.27, eval_nsp_acc=0.6,
+               not_next=0.59)
+
+    def scores(mean):
+        return dict(mean=mean, std=0.005, n=3, runs=[mean] * 3)
+
+    level = write_report(tmp_path, pre, {"pre-trained": scores(0.645),
+                                         "from scratch": scores(0.673)}, [], s, 680.0)
+    assert "did not show" in level and "6,380 steps (638 a minute)" in level
+    assert "`bertforge demo --minutes 20` reaches 12,500" in level
+    fast = write_report(tmp_path, dict(pre, steps=15000), {"pre-trained": scores(0.66),
+                                                           "from scratch": scores(0.66)},
+                        [], s, 680.0)
+    assert "15,000 steps, past that point" in fast and "reaches" not in fast
+    gain = write_report(tmp_path, pre, {"pre-trained": scores(0.697),
+                                        "from scratch": scores(0.663)}, [], s, 680.0)
+    assert "did not show" not in gain and "gained 3.4 points" in gain
+    assert (tmp_path / "report.md").read_text(encoding="utf-8") == gain
