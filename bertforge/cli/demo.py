@@ -334,7 +334,8 @@ def _not_shown(steps: int, minutes: float) -> str:
     if steps >= STEPS_FOR_GAIN:
         advice = (f"This run took {steps:,} steps, past that point, and the gain still did "
                   "not show: within a point the two arms are level within the noise between "
-                  f"runs; the gain grew with more steps (try `--minutes {2 * need}`).")
+                  "runs; the gain grew with more steps (try `--minutes "
+                  f"{math.ceil(2 * minutes)}`).")
     else:
         advice = (f"This run took {steps:,} steps ({per_minute:,.0f} a minute); at that "
                   f"speed `bertforge demo --minutes {need}` reaches {STEPS_FOR_GAIN:,}.")

@@ -177,7 +177,8 @@ def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     fast = write_report(tmp_path, dict(pre, steps=15000), {"pre-trained": scores(0.66),
                                                            "from scratch": scores(0.66)},
                         [], s, 680.0)
-    assert "15,000 steps, past that point" in fast and "reaches" not in fast
+    assert "15,000 steps, past that point" in fast and "--minutes 20`)" in fast
+    assert "reaches" not in fast
     gain = write_report(tmp_path, pre, {"pre-trained": scores(0.697),
                                         "from scratch": scores(0.663)}, [], s, 680.0)
     assert "did not show" not in gain and "gained 3.4 points" in gain
