@@ -10,9 +10,10 @@ Measured on a 2-core AMD EPYC (Zen 3), torch 2.13.0, a ``tiny`` pre-training ste
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
+
+from bertforge import OMP_POLICY_FROM_USER
 
 # mallopt(3) parameter numbers (glibc's malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -34,9 +35,8 @@ def tune_allocator() -> bool:
     """
     if any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+    try:  # the C library is already loaded: no search (find_library runs ldconfig)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
@@ -56,8 +56,6 @@ def spin_openmp_threads() -> bool:
     loads, so this works only before ``import torch`` and only when the user did not set
     ``OMP_WAIT_POLICY`` themselves; returns whether it took effect.
     """
-    from bertforge import OMP_POLICY_FROM_USER
-
     if "torch" in sys.modules or OMP_POLICY_FROM_USER:
         return False
     os.environ["OMP_WAIT_POLICY"] = "ACTIVE"

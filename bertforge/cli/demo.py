@@ -330,13 +330,13 @@ def _not_shown(steps: int, minutes: float) -> str:
     """Why the claim did not show, and the budget that reaches the steps it needs at the
     speed this run measured."""
     per_minute = steps / max(minutes, 1e-9)
-    need = math.ceil(STEPS_FOR_GAIN / max(per_minute, 1.0) / 5) * 5
     if steps >= STEPS_FOR_GAIN:
         advice = (f"This run took {steps:,} steps, past that point, and the gain still did "
                   "not show: within a point the two arms are level within the noise between "
                   "runs; the gain grew with more steps (try `--minutes "
                   f"{math.ceil(2 * minutes)}`).")
     else:
+        need = math.ceil(STEPS_FOR_GAIN / max(per_minute, 1.0) / 5) * 5  # whole 5 minutes
         advice = (f"This run took {steps:,} steps ({per_minute:,.0f} a minute); at that "
                   f"speed `bertforge demo --minutes {need}` reaches {STEPS_FOR_GAIN:,}.")
     return ("**The claim did not show within this budget**: the pre-trained model is not "
