@@ -76,3 +76,12 @@ def test_pretraining_step_loss_is_the_same_with_the_fused_mlm_loss(monkeypatch) 
     for a, b in zip(grads, [p.grad for p in model.parameters() if p.grad is not None],
                     strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_masked_lm_loss_of_a_batch_without_predictions_is_zero_with_zero_gradient() -> None:
+    logits = torch.randn(5, 40).requires_grad_()
+    labels = torch.full((5,), IGNORE_INDEX)
+    loss, hits = masked_lm_loss(logits, labels)
+    loss.backward()
+    assert float(loss) == 0.0 and int(hits) == 0
+    assert logits.grad is not None and not logits.grad.any()
