@@ -16,11 +16,10 @@ import resource, sys
 import torch
 from bertforge.runtime import tune_allocator
 tuned = tune_allocator() if sys.argv[1] == "tuned" else False
-from bertforge.config import BertConfig
+from bertforge.config import preset
 from bertforge.model import BertForPreTraining
 torch.manual_seed(0)
-config = BertConfig(vocab_size=8000, hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                    intermediate_size=512, max_position_embeddings=64)
+config = preset("tiny", vocab_size=8000, max_position_embeddings=64)
 model = BertForPreTraining(config)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 ids = torch.randint(0, 8000, (32, 64))

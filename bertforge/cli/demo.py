@@ -134,11 +134,11 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         return dict(reviews=400, held_out=60, minutes=0.15, max_steps=30, preset="tiny",
                     seq_len=64, vocab=2000, train_size=200, dev_size=100, test_size=200, epochs=1,
                     seeds=1, batch=16, lr="1e-3", warmup=5, schedule=30, dropout="0",
-                mask="0.3", max_predictions=20)
+                    mask="0.3", max_predictions=20, eval_every=10)
     return dict(reviews=25000, held_out=1000, minutes=args.minutes, max_steps=100000,
                 preset=args.preset, seq_len=args.seq_len, vocab=args.vocab_size,
                 train_size=args.train_size, dev_size=500, test_size=2000, epochs=args.epochs,
-                seeds=args.seeds, batch=32,
+                seeds=args.seeds, batch=32, eval_every=500,
                 schedule=args.schedule_steps
                 or max(1000, round(SCHEDULE_STEPS_PER_MINUTE * args.minutes)), **RECIPE)
 
@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
         "--lr", s["lr"], "--warmup-steps", s["warmup"], "--schedule-steps", s["schedule"],
         "--dropout", s["dropout"], "--masked-lm-prob", s["mask"],
         "--max-predictions-per-seq", s["max_predictions"],
-        "--eval-every", 500 if not args.smoke else 10, "--eval-batches", 20,
+        "--eval-every", s["eval_every"], "--eval-batches", 20,
         "--save-every", 10**9,
         "--seed", args.seed, "--no-tensorboard")
     say("[4/6] pre-training done")
