@@ -18,6 +18,8 @@ from typing import Any
 
 HIDDEN_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh", "silu")
 OBJECTIVES = ("mlm_nsp", "mlm", "mlm_sop", "ltr")
+# initial weights of a new model for pre-training (bertforge/model/init.py)
+INIT_SCHEMES = ("bert", "local")
 
 
 class ConfigError(ValueError):

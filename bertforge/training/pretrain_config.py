@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from bertforge.config import OBJECTIVES
+from bertforge.config import INIT_SCHEMES, OBJECTIVES
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 # objective -> what the shard data must have been built with (meta parameters.objective)
@@ -36,6 +36,7 @@ class PretrainConfig:
     init_state: bool = False  # also take optimiser, schedule and step from --init (phase 2)
     tokenizer: str | None = None  # copied into checkpoints; its fingerprint must match data
     objective: str = "mlm_nsp"
+    init_scheme: str = "bert"  # initial weights of a new model: bert | local (model/init.py)
     # length and batching
     max_steps: int = 1000
     max_time: float | None = None  # minutes of training, then stop (checkpoint + final)
@@ -104,7 +105,8 @@ class PretrainConfig:
 
     def _check_choices(self) -> None:
         for name, value, allowed in (("objective", self.objective, OBJECTIVES),
-                                     ("precision", self.precision, PRECISIONS)):
+                                     ("precision", self.precision, PRECISIONS),
+                                     ("init_scheme", self.init_scheme, INIT_SCHEMES)):
             if value not in allowed:
                 raise PretrainConfigError(f"{name} must be one of {', '.join(allowed)}, got "
                                           f"{value!r}")

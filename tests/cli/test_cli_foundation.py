@@ -159,7 +159,8 @@ def test_demo_split_is_fixed_and_disjoint():
 
 def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     """Without a gain the report says how many steps the run took and which --minutes
-    reaches the 12,500 steps the claim needs at that speed; with one, it says so."""
+    reaches the 8,000 steps the claim needs at that speed; with one, it says so, and a
+    second control from BERT's own initialisation gets its own rows and sentence."""
     from bertforge.cli.demo import write_report
 
     s = dict(preset="tiny", seq_len=64, vocab=8000, minutes=10.0, mask="0.3", test_size=2000,
@@ -173,7 +174,7 @@ def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     level = write_report(tmp_path, pre, {"pre-trained": scores(0.645),
                                          "from scratch": scores(0.673)}, [], s, 680.0)
     assert "did not show" in level and "6,380 steps (638 a minute)" in level
-    assert "`bertforge demo --minutes 20` reaches 12,500" in level
+    assert "`bertforge demo --minutes 15` reaches 8,000" in level
     fast = write_report(tmp_path, dict(pre, steps=15000), {"pre-trained": scores(0.66),
                                                            "from scratch": scores(0.66)},
                         [], s, 680.0)
@@ -182,4 +183,13 @@ def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     gain = write_report(tmp_path, pre, {"pre-trained": scores(0.697),
                                         "from scratch": scores(0.663)}, [], s, 680.0)
     assert "did not show" not in gain and "gained 3.4 points" in gain
+    assert "BERT's initialisation" not in gain
     assert (tmp_path / "report.md").read_text(encoding="utf-8") == gain
+    from bertforge.cli.demo import BERT_INIT_ARM
+
+    both = write_report(tmp_path, pre, {"pre-trained": scores(0.676),
+                                        "from scratch": scores(0.660),
+                                        BERT_INIT_ARM: scores(0.670)}, [], s, 680.0)
+    assert "gained 1.6 points" in both
+    assert "| gain over BERT's initialisation | +0.6 points |" in both
+    assert "the gain is +0.6 points: within a point" in both

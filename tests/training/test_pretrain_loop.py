@@ -186,3 +186,35 @@ def test_init_from_a_checkpoint_and_from_another_architecture(corpus, tmp_path):
     with pytest.raises(CheckpointError, match="shape"):
         pretrain(run_config(corpus, tmp_path / "c", model_config=None, preset="tiny",
                             init=str(first), max_steps=2, warmup_steps=1, eval_data=None))
+
+
+def test_the_local_scheme_starts_pre_training_and_the_demo_control_from_one_set_of_weights(
+        corpus, tmp_path):
+    """--init-scheme local: the loop's model before its first step has the scheme's
+    weights (key = query), and the demo's control rebuilt from the seed and the scheme is
+    exactly that model: pre-trained and from-scratch fine-tuning start from the same
+    point. The plain scheme keeps BERT's initialisation (key != query)."""
+    from bertforge.cli.demo import make_random_init
+    from bertforge.interop.checkpoint import save_pretrained
+    from bertforge.tokenization import load_tokenizer
+    from bertforge.training.distributed import init_distributed
+
+    cfg = run_config(corpus, tmp_path / "run", init_scheme="local", seed=7)
+    cfg.check()
+    start = pretrain_module.PreTrainer(cfg, init_distributed("cpu"), torch.device("cpu")).model
+    attn = start.bert.layers[1].attn
+    assert torch.equal(attn.q.weight, attn.k.weight)
+    save_pretrained(start, tmp_path / "start", tokenizer=load_tokenizer(corpus["tok"]))
+    make_random_init(tmp_path / "start", tmp_path / "control", 7, "local")
+    from safetensors.torch import load_file
+
+    ours = load_file(tmp_path / "start" / "model.safetensors")
+    control = load_file(tmp_path / "control" / "model.safetensors")
+    assert ours.keys() == control.keys()
+    for name, value in ours.items():
+        assert torch.equal(value, control[name]), name
+    plain = pretrain_module.PreTrainer(run_config(corpus, tmp_path / "plain", seed=7),
+                                       init_distributed("cpu"), torch.device("cpu")).model
+    assert not torch.equal(plain.bert.layers[1].attn.q.weight, plain.bert.layers[1].attn.k.weight)
+    with pytest.raises(PretrainConfigError, match="init_scheme"):
+        run_config(corpus, tmp_path / "bad", init_scheme="xavier").check()
