@@ -232,19 +232,14 @@ def say(text: str) -> None:
 def make_random_init(trained: Path, target: Path, seed: int, scheme: str = "bert") -> None:
     """The control: the weights pre-training started from (same architecture, seed and
     init scheme, so the same draws), with the trained model's tokenizer."""
-    import torch
-
     from bertforge.config import BertConfig
     from bertforge.interop.checkpoint import save_pretrained
-    from bertforge.model import BertForPreTraining
-    from bertforge.model.init import apply_init_scheme
+    from bertforge.model.init import initial_model
     from bertforge.tokenization import load_tokenizer
 
-    torch.manual_seed(seed)
     config = BertConfig.from_json_file(trained / "config.json")
-    model = BertForPreTraining(config)
-    apply_init_scheme(model, scheme)
-    save_pretrained(model, target, tokenizer=load_tokenizer(trained))
+    save_pretrained(initial_model(config, seed, scheme), target,
+                    tokenizer=load_tokenizer(trained))
 
 
 def score_on_test(run_dir: Path, test_csv: Path) -> dict[str, Any]:
@@ -300,7 +295,7 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
                  fills: list[tuple[str, list[str]]], s: dict[str, Any], seconds: float) -> str:
     """Markdown report + bar chart; returns the text printed to the terminal."""
     p, r = scores.get("pre-trained", {}), scores.get("from scratch", {})
-    gain = p.get("mean", float("nan")) - r.get("mean", float("nan"))
+    gain = _gain(p, r)
     lines = [
         "# bertforge demo: does pre-training pay?", "",
         f"Model {s['preset']}, sequence length {s['seq_len']}, vocabulary {s['vocab']}; "
@@ -346,19 +341,23 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
     return text
 
 
+def _gain(pre: dict[str, Any], control: dict[str, Any]) -> float:
+    """Mean accuracy of the pre-trained arm minus a control's (NaN when one is missing)."""
+    return pre.get("mean", float("nan")) - control.get("mean", float("nan"))
+
+
 def _bert_init_rows(p: dict[str, Any], b: dict[str, Any] | None) -> list[str]:
     if not b:
         return []
     return [f"| sentiment accuracy, {BERT_INIT_ARM} | {b.get('mean', float('nan')):.1%} "
             f"± {b.get('std', 0):.1%} |",
-            f"| gain over BERT's initialisation | "
-            f"{(p.get('mean', float('nan')) - b.get('mean', float('nan'))) * 100:+.1f} points |"]
+            f"| gain over BERT's initialisation | {_gain(p, b) * 100:+.1f} points |"]
 
 
 def _against_bert_init(p: dict[str, Any], b: dict[str, Any] | None) -> str:
     if not b:
         return ""
-    gain = p.get("mean", float("nan")) - b.get("mean", float("nan"))
+    gain = _gain(p, b)
     verdict = ("also clearly ahead" if gain > 0.01 else
                "within a point: against that control the claim is not clear in this run")
     return (f" Fine-tuned from BERT's own initialisation instead (per seed "

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bertforge.config import INIT_SCHEMES
+from bertforge.config import INIT_SCHEMES, OBJECTIVES
 from bertforge.training.pretrain_config import PRECISIONS, PretrainConfig
 
 _D = PretrainConfig()
@@ -76,7 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=kind, default=default,
                             help=text + (f" [{default}]" if default is not None else ""))
     parser.add_argument("--objective", default=_D.objective,
-                        choices=("mlm_nsp", "mlm", "mlm_sop", "ltr"),
+                        choices=OBJECTIVES,
                         help="mlm_nsp (the paper), mlm, mlm_sop, ltr (left-to-right, no "
                              f"NSP) [{_D.objective}]")
     parser.add_argument("--init-scheme", default=_D.init_scheme, choices=INIT_SCHEMES,

@@ -24,11 +24,16 @@ session 8). Biases, LayerNorms, values, outputs and the feed-forward keep BERT's
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from bertforge.config import INIT_SCHEMES
+
+if TYPE_CHECKING:
+    from bertforge.config import BertConfig
+    from bertforge.model.heads import BertForPreTraining
 
 LOCAL_POSITION_STD = 0.05
 LOCAL_QK_STD = 0.08
@@ -66,6 +71,18 @@ def local_attention_init(model: nn.Module, position_std: float = LOCAL_POSITION_
             module.k.weight.copy_(weight)
     if not found:
         raise ValueError("local_attention_init: the model has no BERT embeddings")
+
+
+def initial_model(config: BertConfig, seed: int, scheme: str) -> BertForPreTraining:
+    """The weights a pre-training run with ``seed`` and ``scheme`` starts from: the one
+    place they are drawn, so that a control rebuilt from the same seed and scheme (the
+    demo's) is bit-identical to the run's start."""
+    from bertforge.model.heads import BertForPreTraining
+
+    torch.manual_seed(seed)
+    model = BertForPreTraining(config)
+    apply_init_scheme(model, scheme)
+    return model
 
 
 def apply_init_scheme(model: nn.Module, scheme: str) -> None:

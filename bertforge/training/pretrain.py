@@ -35,7 +35,7 @@ from torch import nn
 
 from bertforge.config import BertConfig, preset
 from bertforge.model import BertForPreTraining
-from bertforge.model.init import apply_init_scheme
+from bertforge.model.init import initial_model
 from bertforge.training import checkpointing as ckpt
 from bertforge.training.distributed import (
     DistInfo,
@@ -240,9 +240,8 @@ class PreTrainer:
         return config.replace(**changes)
 
     def _build_model(self, config: BertConfig) -> BertForPreTraining:
-        torch.manual_seed(self.cfg.seed)  # the same initial weights on every process
-        model = BertForPreTraining(config)
-        apply_init_scheme(model, self.cfg.init_scheme)  # before --init's weights go in
+        # the same initial weights on every process; --init's weights then go over them
+        model = initial_model(config, self.cfg.seed, self.cfg.init_scheme)
         if self.cfg.init and self.resume_dir is None:
             _load_init(model, self.cfg.init, self._say)
         # FSDP moves each shard to the device itself: the full model never has to fit it
