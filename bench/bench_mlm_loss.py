@@ -1,4 +1,4 @@
-"""The pre-training MLM loss on the CPU: ``masked_lm_loss`` (one ``exp`` pass) against
+"""The pre-training MLM loss on the CPU: ``masked_lm_loss`` (one softmax pass) against
 ``F.cross_entropy`` + argmax accuracy, alone and inside the pre-training step.
 
     python bench/bench_mlm_loss.py                      # [640, 8000] logits, forward + backward
@@ -34,7 +34,7 @@ def plain(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, tor
     return loss, (logits.detach().argmax(-1) == labels)[valid].sum()
 
 
-VARIANTS: dict[str, Loss] = {"one exp pass": po.masked_lm_loss, "cross_entropy+argmax": plain}
+VARIANTS: dict[str, Loss] = {"fused softmax pass": po.masked_lm_loss, "cross_entropy+argmax": plain}
 
 
 def alone(rows: int, vocab: int, repeat: int) -> None:
@@ -78,7 +78,7 @@ def in_step(data: str, tokenizer: str, batch: int, steps: int, rounds: int) -> N
                         trainer.train_step()
                     times[name].append((time.perf_counter() - start) * 1e3 / steps)
         finally:
-            po.masked_lm_loss = VARIANTS["one exp pass"]
+            po.masked_lm_loss = VARIANTS["fused softmax pass"]
     for name, ms in times.items():
         print(f"tiny, batch {batch}, demo recipe: {name}: median {statistics.median(ms):.1f} "
               f"ms/step, fastest round {min(ms):.1f} ({rounds} rounds of {steps} steps)")

@@ -141,8 +141,17 @@ def train_wordpiece(files: Iterable[str | os.PathLike], vocab_size: int, lowerca
                     show_progress: bool = True) -> BertTokenizer:
     """Learn a WordPiece vocabulary of ``vocab_size`` tokens from text files.
 
-    Ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK]; the same BERT normalisation and
-    pre-tokenisation as encoding uses are applied while counting.
+    Ids 0-4 are [PAD] [UNK] [CLS] [SEP] [MASK], then the single characters, the
+    ``##`` single characters (both in code-point order) and the merged pieces in the order
+    they were learnt; the same BERT normalisation and pre-tokenisation as encoding uses
+    are applied while counting.
+
+    The same corpus always gives the same vocabulary, ids included. ``tokenizers``' trainer
+    numbers the ``##`` characters in hash-map order, and breaks ties between equally
+    frequent merges by those numbers, so two trainings differed in ~150 ids of 4,000 and
+    could differ in the tokens themselves (huggingface/tokenizers#1794). A first, cheap
+    pass (no merges) finds the ``##`` characters; the real training then receives them
+    in sorted order ahead of everything else, where their numbers are fixed.
     """
     files = [Path(f) for f in files]
     missing = [str(f) for f in files if not f.is_file()]
@@ -150,15 +159,21 @@ def train_wordpiece(files: Iterable[str | os.PathLike], vocab_size: int, lowerca
         raise TokenizerError(f"corpus file not found: {', '.join(missing[:5])}")
     if vocab_size <= len(SPECIAL_TOKENS):
         raise TokenizerError(f"vocab size {vocab_size} leaves no room beyond the special tokens")
-    seed = BertTokenizer.from_vocab(list(SPECIAL_TOKENS), lowercase=lowercase)
-    backend = seed.backend
-    trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
-        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##",
-        show_progress=show_progress)
-    backend.train_from_iterator(iter_text_lines(files), trainer=trainer)
-    vocab = backend.get_vocab(with_added_tokens=False)
+
+    def train(first: list[str], size: int) -> dict[str, int]:
+        backend = BertTokenizer.from_vocab(list(SPECIAL_TOKENS), lowercase=lowercase).backend
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
+            special_tokens=first, continuing_subword_prefix="##", show_progress=show_progress)
+        backend.train_from_iterator(iter_text_lines(files), trainer=trainer)
+        return backend.get_vocab(with_added_tokens=False)
+
+    alphabet = train(list(SPECIAL_TOKENS), 0)  # characters only: no merge is learnt
+    continuing = sorted(t for t in alphabet if t.startswith("##") and len(t) == 3)
+    vocab = train([*SPECIAL_TOKENS, *continuing], vocab_size)
     if len(vocab) <= len(SPECIAL_TOKENS):
         raise TokenizerError("the corpus produced no tokens: are the files empty?")
-    return BertTokenizer.from_vocab(sorted(vocab, key=vocab.get), lowercase=lowercase,
-                                    source="trained")
+    rest = sorted(vocab, key=vocab.get)[len(SPECIAL_TOKENS) + len(continuing):]
+    singles = [t for t in rest if len(t) == 1]
+    tokens = [*SPECIAL_TOKENS, *singles, *continuing, *rest[len(singles):]]
+    return BertTokenizer.from_vocab(tokens, lowercase=lowercase, source="trained")

@@ -15,7 +15,8 @@ which Google's code expresses as ``exclude_from_weight_decay=["LayerNorm", "bias
   ``||w|| / ||update||`` (in groups with weight decay, as NVIDIA's and TF-Addons'
   defaults do: LayerNorm and biases are excluded from layer adaptation too).
 
-Gradient clipping is the training loop's job (global norm, before ``step``).
+Gradient clipping is the training loop's job (global norm, before ``step``);
+``clip_grad_norm`` is torch's ``clip_grad_norm_`` with the foreach kernels on the CPU too.
 """
 
 from __future__ import annotations
@@ -93,6 +94,26 @@ def fused_adamw_supported(params: list[torch.Tensor]) -> bool:
     kinds = {p.device.type for p in params}
     return (bool(params) and len(kinds) == 1 and kinds <= {"cpu", "cuda"}
             and all(p.dtype.is_floating_point and not isinstance(p, DTensor) for p in params))
+
+
+def clip_grad_norm(params: Iterable[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale the gradients of ``params`` so that their global L2 norm is at most
+    ``max_norm``; returns the norm before. The same arithmetic as
+    ``torch.nn.utils.clip_grad_norm_`` (coefficient ``max_norm / (norm + 1e-6)``, capped
+    at 1), which on the CPU loops over the tensors in Python (two ops per tensor, ~1.9 ms
+    of the demo's 73 ms step); here one ``_foreach_norm`` and one ``_foreach_mul_``, and
+    no multiplication at all when nothing is clipped. Other devices and distributed
+    (DTensor) gradients go to torch's function."""
+    params = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in params]
+    if not grads or any(type(g) is not torch.Tensor or g.device.type != "cpu" or g.is_sparse
+                        for g in grads):
+        return torch.nn.utils.clip_grad_norm_(params, max_norm)
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+    if float(coef) < 1.0:
+        torch._foreach_mul_(grads, coef)
+    return total
 
 
 def _check_hparams(name: str, lr: float, weight_decay: float, betas: tuple[float, float],

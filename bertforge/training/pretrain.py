@@ -52,7 +52,7 @@ from bertforge.training.distributed import (
     shard_model,
     shutdown,
 )
-from bertforge.training.optim import build_optimizer
+from bertforge.training.optim import build_optimizer, clip_grad_norm
 from bertforge.training.pretrain_config import PretrainConfig, PretrainConfigError
 from bertforge.training.pretrain_data import (
     BatchStream,
@@ -442,7 +442,7 @@ class PreTrainer:
         self.scaler.unscale_(self.optimizer)
         params = [p for p in self.raw.parameters() if p.grad is not None]
         max_norm = self.cfg.max_grad_norm or float("inf")
-        return float(local_value(torch.nn.utils.clip_grad_norm_(params, max_norm)))
+        return float(local_value(clip_grad_norm(params, max_norm)))
 
     def _optimizer_step(self) -> bool:
         """Step optimiser and schedule; False when the fp16 scaler skipped the update

@@ -94,13 +94,18 @@ def top1_hits(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -
 
 
 class _MaskedLMLoss(torch.autograd.Function):
-    """Summed cross-entropy and top-1 hits of logits [N, V] in one pass of ``exp``.
+    """Summed cross-entropy and top-1 hits of logits [N, V] with one softmax pass.
 
     ``F.cross_entropy`` runs ``exp`` over the [N, V] logits twice (log_softmax forward, and
     its backward) and zero-fills an [N, V] gradient; the argmax for the accuracy is a
-    third slow pass on the CPU. Here the forward keeps the unnormalised softmax and the
-    backward scales it in place into the gradient: 10.7 -> 6.3 ms for [640, 8,000] on two
-    Zen 3 cores (bench/RESULTS.md, session 7). Rows labelled IGNORE_INDEX add nothing.
+    third slow pass on the CPU. Here the forward keeps the softmax (``torch.softmax`` works
+    row by row in cache, where a subtract, an ``exp`` and a sum are three passes over the
+    whole [N, V] array) and the backward scales it in place into the gradient: 10.7 ->
+    6.3 ms for [640, 8,000] on two Zen 3 cores with the three passes (bench/RESULTS.md,
+    session 7), and about another millisecond less with the softmax (session 9). Rows
+    labelled IGNORE_INDEX add nothing. The loss is -log p(label); where p underflows
+    (a label more than ~87 nats below the row's best) that row is computed as
+    log-sum-exp minus the label's logit instead.
     """
 
     @staticmethod
@@ -110,11 +115,15 @@ class _MaskedLMLoss(torch.autograd.Function):
         safe = labels.clamp(min=0).unsqueeze(1)
         picked = logits.gather(1, safe).squeeze(1)
         top = logits.amax(-1)
-        probs = torch.sub(logits, top.unsqueeze(1)).exp_()  # softmax * total
-        total = probs.sum(-1)
-        loss = torch.where(valid, total.log() + top - picked, 0.0).sum()
+        probs = torch.softmax(logits, -1)
+        nll = probs.gather(1, safe).squeeze(1).log().neg_()
+        lost = (nll > _LOG_TINY) & valid  # p(label) too small for fp32's log
+        if bool(lost.any()):
+            rows = lost.nonzero().squeeze(1)
+            nll[rows] = torch.logsumexp(logits[rows], -1) - picked[rows]
+        loss = torch.where(valid, nll, 0.0).sum()
         hits = ((picked >= top) & valid).sum()
-        ctx.save_for_backward(probs, total, safe, valid)
+        ctx.save_for_backward(probs, safe, valid)
         ctx.mark_non_differentiable(hits)
         ctx.used = False
         return loss, hits
@@ -126,17 +135,21 @@ class _MaskedLMLoss(torch.autograd.Function):
             raise RuntimeError("masked_lm_loss: backward twice through one forward is not "
                                "supported (its buffer became the first gradient)")
         ctx.used = True
-        probs, total, safe, valid = ctx.saved_tensors
-        grad = probs.mul_(torch.where(valid, grad_loss / total, 0.0).unsqueeze(1))
-        grad.scatter_add_(1, safe, torch.where(valid, -grad_loss, 0.0).unsqueeze(1)
-                          .to(grad.dtype))
+        probs, safe, valid = ctx.saved_tensors
+        scale = torch.where(valid, grad_loss, 0.0).to(probs.dtype).unsqueeze(1)
+        grad = probs.mul_(scale)
+        grad.scatter_add_(1, safe, scale.neg())
         return grad, None
+
+
+# -log of the smallest normal fp32 (1.2e-38): below it p(label) loses precision or is 0
+_LOG_TINY = 87.0
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum of cross-entropies, top-1 hits) of fp32 ``logits`` [N, V] against ``labels``
-    [N] (IGNORE_INDEX rows skipped). On the CPU one ``exp`` pass (``_MaskedLMLoss``);
+    [N] (IGNORE_INDEX rows skipped). On the CPU one softmax pass (``_MaskedLMLoss``);
     elsewhere ``F.cross_entropy(..., reduction="sum")`` and ``top1_hits`` (the fused
     form is not measured on a GPU)."""
     if logits.device.type == "cpu":

@@ -98,3 +98,24 @@ def _fuzz_tok() -> BertTokenizer:
     if "tok" not in _CACHE:
         _CACHE["tok"] = load_tokenizer(need_data("vocab", "bert_uncased_en_vocab.txt"))
     return _CACHE["tok"]
+
+
+def test_training_twice_gives_the_same_ids(tmp_path):
+    """The same corpus, the same vocabulary to the last id: tokenizers' trainer alone
+    numbered the ## characters in hash order (tens of ids moved between trainings of this
+    corpus, and merges tied on counts could move with them)."""
+    from bertforge.tokenization import train_wordpiece
+
+    books = sorted(need_data("corpus-en-books", "Austen_Jane").glob("*.txt"))[:2]
+    runs = [train_wordpiece(books, 2000, show_progress=False) for _ in range(3)]
+    vocabs = [r.convert_ids_to_tokens(range(r.vocab_size)) for r in runs]
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    vocab = vocabs[0]
+    assert len(vocab) == 2000 and vocab[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    singles = [t for t in vocab if len(t) == 1]
+    continuing = [t for t in vocab if t.startswith("##") and len(t) == 3]
+    first_merge = 5 + len(singles) + len(continuing)
+    assert vocab[5:first_merge] == sorted(singles) + sorted(continuing)
+    assert len(continuing) > 20 and all(len(t) > 1 for t in vocab[first_merge:])
+    text = "It is a truth universally acknowledged, that a single man in possession"
+    assert runs[0].encode(text).ids == runs[1].encode(text).ids

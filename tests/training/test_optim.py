@@ -123,3 +123,31 @@ def test_optimizer_state_round_trips_weights_only(tmp_path):
 def test_bad_settings_name_the_field(kwargs, field):
     with pytest.raises(OptimizerError, match=field):
         build_optimizer(_Toy(), **kwargs)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e3, float("inf")])
+def test_clip_grad_norm_equals_torch_clip_grad_norm(max_norm):
+    """Same norm and same clipped gradients as torch.nn.utils.clip_grad_norm_, whether it
+    clips (0.5), does not (1e3) or has no limit (inf); parameters without a gradient are
+    left alone."""
+    from bertforge.training.optim import clip_grad_norm
+
+    gen = torch.Generator().manual_seed(3)
+    shapes = [(8000, 128), (128,), (512, 128), (2,), (128, 128)]
+    ours = [torch.randn(s, generator=gen).requires_grad_() for s in shapes]
+    ref = [p.detach().clone().requires_grad_() for p in ours]
+    for a, b in zip(ours, ref, strict=True):
+        a.grad = torch.randn(a.shape, generator=gen) * 0.01
+        b.grad = a.grad.clone()
+    ours[3].grad = ref[3].grad = None
+    total = clip_grad_norm(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+    torch.testing.assert_close(total, expected)
+    assert float(total) > 0.5
+    for a, b in zip(ours, ref, strict=True):
+        assert (a.grad is None) == (b.grad is None)
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=0)
+    norm_after = torch.linalg.vector_norm(torch.stack([g.grad.norm() for g in ours
+                                                       if g.grad is not None]))
+    assert float(norm_after) == pytest.approx(min(float(total), max_norm), rel=1e-5)

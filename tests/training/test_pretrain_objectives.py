@@ -85,3 +85,23 @@ def test_masked_lm_loss_of_a_batch_without_predictions_is_zero_with_zero_gradien
     loss.backward()
     assert float(loss) == 0.0 and int(hits) == 0
     assert logits.grad is not None and not logits.grad.any()
+
+
+def test_masked_lm_loss_is_exact_where_the_labels_probability_underflows() -> None:
+    """A label 150-300 nats below its row's best has p = 0 in fp32: the loss stays the
+    cross-entropy (finite), and the gradient is still softmax minus one-hot."""
+    gen = torch.Generator().manual_seed(2)
+    base = torch.randn(40, 500, generator=gen)
+    labels = torch.randint(0, 500, (40,), generator=gen)
+    far = torch.arange(0, 40, 4)
+    base[far, labels[far]] -= torch.linspace(150.0, 300.0, len(far))
+    labels[3] = IGNORE_INDEX
+    ours = base.clone().requires_grad_()
+    ref = base.clone().requires_grad_()
+    loss, _ = masked_lm_loss(ours, labels)
+    expected = F.cross_entropy(ref, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    loss.backward()
+    expected.backward()
+    assert torch.isfinite(loss) and float(loss) > 150 * len(far)
+    torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-3)
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-5, atol=1e-6)
