@@ -28,7 +28,8 @@ MINUTES = 10.0
 # The pre-training recipe, tuned for a few CPU minutes (bench/RESULTS.md, "The demo"):
 # the paper's lr 1e-4 and dropout 0.1 are for a million steps; in ~6,000 steps a tiny BERT
 # leaves the unigram plateau only with a high peak rate and no dropout, and a 30% mask
-# gives each step twice the MLM signal (Wettig et al. 2022). The rate decays slowly (a
+# gives each step twice the MLM signal (Wettig et al. 2022); at equal time 15% was worse
+# and 40-50% no better (session 9), nor weight decay 0.1 or 0.3. The rate decays slowly (a
 # 14,000-step line): decaying to 0 within the budget made the features worse, as the model
 # is still far from converged (bench/RESULTS.md). The line's length grows with --minutes
 # (14,000 steps per 10 minutes), so a longer budget still ends half-way down the line.
