@@ -41,8 +41,8 @@ RECIPE = dict(lr="2e-3", warmup=200, dropout="0", mask="0.3", max_predictions=20
 SCHEDULE_STEPS_PER_MINUTE = 1400
 # Where the gain shows (bench/RESULTS.md, "The demo", sessions 8-9): fine-tuned, the model
 # pre-trained with this recipe (local initial weights) was level with its control at 6,000
-# steps and more than a point above it at 7,700-8,000 in two runs, but 0.4 below it at
-# 8,650 in a third; with BERT's initialisation the same recipe needed 10,500-12,500
+# steps and more than a point above it at 7,700-8,000 in two runs, but level (-0.4, -0.1)
+# at 8,650-8,680 in two others; with BERT's initialisation the same recipe needed 10,500-12,500
 # (session 6). A count of steps, not of minutes: the
 # report turns it into minutes at the speed the run measured.
 STEPS_FOR_GAIN = 8_000
@@ -382,8 +382,8 @@ def _not_shown(steps: int, minutes: float) -> str:
     return ("**The claim did not show within this budget**: the pre-trained model is not "
             "clearly better than random initialisation. The gain is bought with "
             "pre-training steps: with this recipe the pre-trained model was level with the "
-            "control at 6,000 steps, and at 7,800-8,650 steps +1.6, +1.4 and -0.4 points in "
-            "three runs (pre-training runs differ by a point or two); with BERT's "
+            "control at 6,000 steps, and at 7,800-8,680 steps +1.6, +1.4, -0.4 and -0.1 "
+            "points in four runs (pre-training runs differ by a point or two); with BERT's "
             "initialisation instead of the local one it needed "
             "12,500 (+1.0), and gained 3.3 at 14,970 and 4.2 at 21,600 steps "
             "(bench/RESULTS.md, \"The demo\"). " + advice)
