@@ -42,9 +42,9 @@ SCHEDULE_STEPS_PER_MINUTE = 1400
 # Where the gain shows (bench/RESULTS.md, "The demo", sessions 8-9): fine-tuned, the model
 # pre-trained with this recipe (local initial weights) was level with its control at 6,000
 # steps and more than a point above it at 7,700-8,000 in two runs, but level (-0.4, -0.1)
-# at 8,650-8,680 in two others; with BERT's initialisation the same recipe needed 10,500-12,500
-# (session 6). A count of steps, not of minutes: the
-# report turns it into minutes at the speed the run measured.
+# at 8,650-8,680 in two others; with BERT's initialisation the same recipe needed
+# 10,500-12,500 (session 6). A count of steps, not of minutes: the report turns it into
+# minutes at the speed the run measured.
 STEPS_FOR_GAIN = 8_000
 # Pre-training runs without dropout, so its checkpoint says 0; fine-tuning on 1,000
 # sentences takes the paper's 0.1 (both arms: +0.6 points from scratch, measured).
