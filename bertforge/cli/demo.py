@@ -143,10 +143,10 @@ def cli(*argv: str) -> None:
 
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     if args.smoke:
-        return dict(reviews=400, held_out=60, minutes=0.15, max_steps=30, preset="tiny",
-                    seq_len=64, vocab=2000, train_size=200, dev_size=100, test_size=200, epochs=1,
-                    seeds=1, batch=16, lr="1e-3", warmup=5, schedule=30, dropout="0",
-                    mask="0.3", max_predictions=20, eval_every=10, init_scheme="local")
+        return {**RECIPE, **dict(reviews=400, held_out=60, minutes=0.15, max_steps=30,
+                                 preset="tiny", seq_len=64, vocab=2000, train_size=200,
+                                 dev_size=100, test_size=200, epochs=1, seeds=1, batch=16,
+                                 lr="1e-3", warmup=5, schedule=30, eval_every=10)}
     return dict(reviews=25000, held_out=1000, minutes=args.minutes, max_steps=100000,
                 preset=args.preset, seq_len=args.seq_len, vocab=args.vocab_size,
                 train_size=args.train_size, dev_size=500, test_size=2000, epochs=args.epochs,

@@ -46,7 +46,7 @@ from bertforge.model.bert import init_weights
 from bertforge.tasks.batching import batch_order, collate, row_length
 from bertforge.tasks.common import Row
 from bertforge.training import checkpointing as ckpt
-from bertforge.training.optim import build_optimizer
+from bertforge.training.optim import build_optimizer, clip_grad_norm
 from bertforge.training.schedules import build_schedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -567,7 +567,7 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
                     scaler: torch.amp.GradScaler, max_grad_norm: float) -> None:
     scaler.unscale_(optimizer)
     if max_grad_norm > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        clip_grad_norm(model.parameters(), max_grad_norm)
     scaler.step(optimizer)
     scaler.update()
     schedule.step()

@@ -90,7 +90,12 @@ def top1_hits(logits: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor) -
     ``amax`` + ``gather`` instead of ``argmax``: torch's CPU argmax over an 8,000-word
     vocabulary is about ten times slower than amax (bench/RESULTS.md, session 7)."""
     picked = logits.gather(1, labels.clamp(min=0).unsqueeze(1)).squeeze(1)
-    return ((picked >= logits.amax(-1)) & valid).sum()
+    return _hits(picked, logits.amax(-1), valid)
+
+
+def _hits(picked: torch.Tensor, top: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Valid rows whose label's score ``picked`` reaches the row's maximum ``top``."""
+    return ((picked >= top) & valid).sum()
 
 
 class _MaskedLMLoss(torch.autograd.Function):
@@ -122,7 +127,7 @@ class _MaskedLMLoss(torch.autograd.Function):
             rows = lost.nonzero().squeeze(1)
             nll[rows] = torch.logsumexp(logits[rows], -1) - picked[rows]
         loss = torch.where(valid, nll, 0.0).sum()
-        hits = ((picked >= top) & valid).sum()
+        hits = _hits(picked, top, valid)
         ctx.save_for_backward(probs, safe, valid)
         ctx.mark_non_differentiable(hits)
         ctx.used = False
