@@ -135,7 +135,8 @@ def test_demo_schedule_follows_the_budget():
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert settings(parser.parse_args([]))["schedule"] == 14000
+    assert settings(parser.parse_args([]))["schedule"] == 21000  # 15 minutes
+    assert settings(parser.parse_args(["--minutes", "10"]))["schedule"] == 14000
     assert settings(parser.parse_args(["--minutes", "40"]))["schedule"] == 56000
     assert settings(parser.parse_args(["--minutes", "0.1"]))["schedule"] == 1000  # > warm-up
     assert settings(parser.parse_args(["--schedule-steps", "90000"]))["schedule"] == 90000
@@ -159,7 +160,7 @@ def test_demo_split_is_fixed_and_disjoint():
 
 def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     """Without a gain the report says how many steps the run took and which --minutes
-    reaches the 8,000 steps the claim needs at that speed; with one, it says so, and a
+    reaches the 12,000 steps the claim needs at that speed; with one, it says so, and a
     second control from BERT's own initialisation gets its own rows and sentence."""
     from bertforge.cli.demo import write_report
 
@@ -174,7 +175,7 @@ def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     level = write_report(tmp_path, pre, {"pre-trained": scores(0.645),
                                          "from scratch": scores(0.673)}, [], s, 680.0)
     assert "did not show" in level and "6,380 steps (638 a minute)" in level
-    assert "`bertforge demo --minutes 15` reaches 8,000" in level
+    assert "`bertforge demo --minutes 20` reaches 12,000" in level
     fast = write_report(tmp_path, dict(pre, steps=15000), {"pre-trained": scores(0.66),
                                                            "from scratch": scores(0.66)},
                         [], s, 680.0)
