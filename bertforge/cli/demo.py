@@ -395,8 +395,7 @@ def _not_shown(steps: int, minutes: float) -> str:
             "control at 6,000 steps, +1.6, +1.4, -0.4 and -0.1 points in four runs at "
             "7,800-8,700 steps (pre-training runs differ by a point or two), and +1.4 to "
             "+2.9 in three runs at 12,250-13,060; with BERT's initialisation instead of the "
-            "local one "
-            "it gained 3.3 at 14,970 and 4.2 at 21,600 steps "
+            "local one it gained 3.3 at 14,970 and 4.2 at 21,600 steps "
             "(bench/RESULTS.md, \"The demo\"). " + advice)
 
 
