@@ -130,7 +130,8 @@ def test_demo_smoke(tmp_path):
 
 def test_demo_schedule_follows_the_budget():
     """The demo's learning-rate line lasts 14,000 steps per 10 minutes of budget, so that
-    --minutes 40 does not spend 30 of them at a rate of zero."""
+    --minutes 40 does not spend 30 of them at a rate of zero, and pre-training stops 62%
+    of the way down it, so a fast machine does not run on towards a rate of zero either."""
     from bertforge.cli.demo import add_arguments, settings
 
     parser = argparse.ArgumentParser()
@@ -140,6 +141,10 @@ def test_demo_schedule_follows_the_budget():
     assert settings(parser.parse_args(["--minutes", "40"]))["schedule"] == 56000
     assert settings(parser.parse_args(["--minutes", "0.1"]))["schedule"] == 1000  # > warm-up
     assert settings(parser.parse_args(["--schedule-steps", "90000"]))["schedule"] == 90000
+    # pre-training also stops where the 2-core runs of the budget ended on the line
+    assert settings(parser.parse_args([]))["max_steps"] == 13020
+    assert settings(parser.parse_args(["--minutes", "10"]))["max_steps"] == 8680
+    assert settings(parser.parse_args(["--schedule-steps", "90000"]))["max_steps"] == 55800
 
 
 def test_demo_split_is_fixed_and_disjoint():
