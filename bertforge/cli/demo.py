@@ -317,7 +317,8 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
     lines = [
         "# bertforge demo: does pre-training pay?", "",
         f"Model {s['preset']}, sequence length {s['seq_len']}, vocabulary {s['vocab']}; "
-        f"pre-training budget {s['minutes']} min ({pre.get('steps', 0)} steps); "
+        f"pre-training budget {s['minutes']} min ({pre.get('steps', 0)} steps"
+        f"{_stopped_by_steps(pre, s)}); "
         f"whole run {seconds / 60:.1f} min.", "",
         "| measure | value |", "|---|---|",
         f"| MLM loss, first → last logged step | {pre.get('first_loss', float('nan')):.2f} → "
@@ -357,6 +358,15 @@ def write_report(out: Path, pre: dict[str, float], scores: dict[str, dict[str, f
     (out / "report.md").write_text(text, encoding="utf-8")
     _bars(out / "comparison.png", p, r, scores.get(BERT_INIT_ARM))
     return text
+
+
+def _stopped_by_steps(pre: dict[str, float], s: dict[str, Any]) -> str:
+    """Says so when the step cap, not the clock, ended pre-training."""
+    cap, line = s.get("max_steps"), s.get("schedule")
+    if cap is None or not line or pre.get("steps", 0) < cap:
+        return ""
+    return (f": the step cap, {min(cap / line, 1.0):.0%} of the way down the learning-rate "
+            "line, came before the time budget")
 
 
 def _gain(pre: dict[str, Any], control: dict[str, Any]) -> float:
