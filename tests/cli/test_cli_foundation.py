@@ -180,12 +180,12 @@ def test_demo_report_names_the_budget_that_reaches_the_gain(tmp_path):
     level = write_report(tmp_path, pre, {"pre-trained": scores(0.645),
                                          "from scratch": scores(0.673)}, [], s, 680.0)
     assert "did not show" in level and "6,380 steps (638 a minute)" in level
+    assert "`bertforge demo --minutes 20` reaches 12,000" in level
     assert "step cap" not in level
     capped = write_report(tmp_path, pre, {"pre-trained": scores(0.645),
                                           "from scratch": scores(0.673)}, [],
                           dict(s, max_steps=6380, schedule=10290), 680.0)
     assert "(6380 steps: the step cap, 62% of the way down the learning-rate line" in capped
-    assert "`bertforge demo --minutes 20` reaches 12,000" in level
     fast = write_report(tmp_path, dict(pre, steps=15000), {"pre-trained": scores(0.66),
                                                            "from scratch": scores(0.66)},
                         [], s, 680.0)
