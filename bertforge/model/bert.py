@@ -4,8 +4,9 @@ Legend for shape comments (one per function where reshapes happen):
     B = batch size           S = sequence length       H = hidden size
     N = attention heads      D = head size (H / N)     I = intermediate size
 
-This file is single-device forward code: no device moves, no autocast, no
-printing. Precision, compilation and parallelism are applied from outside.
+This file is single-device forward code: no device moves, no printing. Precision
+(autocast), compilation and parallelism are applied from outside; LayerNorm only decides
+which dtype it hands on under bf16 autocast (see its docstring).
 Checkpoint name mapping lives in ``bertforge.interop``; heads in ``heads.py``.
 """
 
@@ -128,6 +129,41 @@ def activation(name: str) -> nn.Module:
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[name]()
 
 
+class LayerNorm(nn.LayerNorm):
+    """``nn.LayerNorm`` that keeps bf16 autocast's dtype: under bf16 autocast its input,
+    output and saved activations are bf16 (the kernel still accumulates the mean and
+    variance in fp32); elsewhere it is ``nn.LayerNorm``, bit for bit.
+
+    Autocast's own rule on CUDA runs layer_norm in fp32 and returns fp32, which makes the
+    whole residual stream between the norms fp32: twice the bytes in every residual add,
+    norm and dropout, forward and backward, and a cast to bf16 before each of a layer's
+    four input projections (three of them re-casting the same tensor). This is the
+    residual stream in bf16 that Megatron-LM and NVIDIA's BERT keep. ``low_precision =
+    False`` on an instance (``set_low_precision_norms``) restores autocast's fp32 rule.
+    """
+
+    low_precision = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        device = x.device.type
+        if not (self.low_precision and torch.is_autocast_enabled(device)
+                and torch.get_autocast_dtype(device) == torch.bfloat16):
+            return super().forward(x)
+        low = torch.bfloat16
+        with torch.autocast(device, enabled=False):
+            return F.layer_norm(x.to(low), self.normalized_shape, self.weight.to(low),
+                                self.bias.to(low), self.eps)
+
+
+def set_low_precision_norms(model: nn.Module, enabled: bool) -> int:
+    """Switch every ``LayerNorm`` of ``model`` between bf16 under bf16 autocast (the
+    default) and autocast's fp32 rule; returns how many norms it set."""
+    norms = [m for m in model.modules() if isinstance(m, LayerNorm)]
+    for m in norms:
+        m.low_precision = enabled
+    return len(norms)
+
+
 class Embeddings(nn.Module):
     """Token + learned position + segment embeddings, then LayerNorm and dropout."""
 
@@ -136,7 +172,7 @@ class Embeddings(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
@@ -226,9 +262,9 @@ class Layer(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.attn = SelfAttention(config)
-        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config)
-        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
