@@ -97,7 +97,7 @@ def profile(trainer: Any, device: torch.device, steps: int, warmup: int) -> dict
 
     prepare = loop.prepare
     trainer.stream.next_step = timed("fetch instances", trainer.stream.next_step)
-    trainer.collator = timed("mask (collator)", trainer.collator)
+    trainer.collator = _CallTimed(timed("mask (collator)", trainer.collator), trainer.collator)
     loop.prepare = timed("prepare batch", loop.prepare)
     for name, attr in (("copy to device", "_to_device"), ("forward + backward",
                        "_forward_backward"), ("unscale + clip", "_unscale_and_clip"),
@@ -112,6 +112,19 @@ def profile(trainer: Any, device: torch.device, steps: int, warmup: int) -> dict
     return {"real_tokens_per_step": real, "step_ms_as_run": as_run,
             "real_tokens_per_s_as_run": real / as_run * 1e3, "step_ms_segmented": segmented,
             "segments_ms": per_step}
+
+
+class _CallTimed:
+    """``obj`` whose calls go through ``call`` (the loop also reads its ``state_dict``)."""
+
+    def __init__(self, call: Callable, obj: Any) -> None:
+        self._call, self._obj = call, obj
+
+    def __call__(self, *a: Any, **k: Any) -> Any:
+        return self._call(*a, **k)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._obj, name)
 
 
 def _table(r: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ One optimiser step: draw this process's micro-batches (``BatchStream``), collate
 (dynamic masks from the collator's generator), count the global predictions, then
 forward/backward each micro-batch with its summed loss divided by those counts,
 check the loss is finite, clip the global gradient norm, step optimiser and schedule.
+The host collates the next step's batches while the device computes this one's.
 
 Everything a step depends on is restorable from a checkpoint: weights, optimiser,
 schedule, loss scaler, the data position, the collator's generator, and the python,
@@ -176,6 +177,7 @@ class PreTrainer:
         if self.sharded:
             self._shard()
         self._build_training_parts()
+        self._ahead: Any = None  # the next step's batches, collated ahead (train_step)
         self.progress = Progress()
         # statistics of the steps since the last metrics record (saved: a resumed run logs
         # the same numbers as one never interrupted)
@@ -317,14 +319,14 @@ class PreTrainer:
 
     def _training_state(self) -> dict[str, Any]:
         self.progress.elapsed = self._elapsed() if hasattr(self, "_start") else 0.0
-        rng = gather_objects(ckpt.rng_state({"collator": self.collator.state_dict()}),
-                             self.info)
+        data, collator = self._data_state()
+        rng = gather_objects(ckpt.rng_state({"collator": collator}), self.info)
         optimizer = (full_optimizer_state(self.raw, self.optimizer) if self.sharded
                      else self.optimizer.state_dict())
         return {"progress": dataclasses.asdict(self.progress), "optimizer": optimizer,
                 "scheduler": self.scheduler.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "data": self.stream.state_dict(), "rng": rng,
+                "data": data, "rng": rng,
                 "log_window": {"sums": self.window.clone(), "steps": self.window_steps},
                 "world_size": self.info.world_size, "run_config": dataclasses.asdict(self.cfg)}
 
@@ -391,15 +393,25 @@ class PreTrainer:
 
     def train_step(self) -> tuple[torch.Tensor | None, float, float]:
         """One optimiser step. Returns the step's summed statistics (None if skipped for
-        a non-finite loss), the learning rate used and the gradient norm."""
-        inputs = [self._to_device(prepare(self.collator(b), self.cfg.objective))
-                  for b in self.stream.next_step()]
-        counts = all_reduce_sum(sum(prediction_counts(x) for x in inputs), self.info)
+        a non-finite loss), the learning rate used and the gradient norm.
+
+        The host keeps one step ahead of the device: once this step's forward and backward
+        passes are queued, it collates the next step's batches (masks, padding, pinned
+        copies) while the device computes, and only then waits for this step's loss. The
+        batches and masks are the same as without the look-ahead (the collator has its own
+        generator); a checkpoint records the data position and the collator's state from
+        before the look-ahead, so a resumed run draws that batch again."""
+        host, counts, _ = self._ahead if self._ahead is not None else self._host_batches()
+        self._ahead = None
+        counts = all_reduce_sum(counts, self.info)
+        inputs = [self._to_device(x) for x in host]
         lr = self.optimizer.param_groups[0]["lr"]
-        stats = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
+        stats: torch.Tensor | float = 0.0
         for k, x in enumerate(inputs):
-            stats += self._forward_backward(x, counts, last=k == len(inputs) - 1)
-        stats = all_reduce_sum(stats, self.info)
+            stats = stats + self._forward_backward(x, counts, last=k == len(inputs) - 1)
+        self._ahead = self._host_batches()  # overlaps the device's work on this step
+        assert isinstance(stats, torch.Tensor)
+        stats = all_reduce_sum(stats.cpu(), self.info)
         loss = summarize(stats)["loss"]
         grad_norm = self._unscale_and_clip() if np.isfinite(loss) else float("nan")
         # fp16 overflows in the gradient are the loss scaler's business (it skips the step)
@@ -415,14 +427,36 @@ class PreTrainer:
         self.progress.tokens += int(stats[STAT_NAMES.index("tokens")])
         return stats, lr, grad_norm
 
+    def _host_batches(self) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor,
+                                      tuple[dict[str, Any], dict[str, Any]]]:
+        """The next step's micro-batches collated on the host (pinned for CUDA), their
+        prediction counts (float64 [2], counted on the host: no device sync) and the data
+        position and collator state from before drawing them."""
+        before = (self.stream.state_dict(), self.collator.state_dict())
+        host = [self._pinned(prepare(self.collator(b), self.cfg.objective))
+                for b in self.stream.next_step()]
+        return host, sum(prediction_counts(x) for x in host), before
+
+    def _data_state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(data position, collator state) at which the next step's batches are drawn."""
+        if self._ahead is not None:
+            return self._ahead[2]
+        return self.stream.state_dict(), self.collator.state_dict()
+
+    def _pinned(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.device.type != "cuda":
+            return inputs
+        return {k: v.pin_memory() for k, v in inputs.items()}
+
     def _to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        cuda = self.device.type == "cuda"
-        return {k: v.pin_memory().to(self.device, non_blocking=True) if cuda else v
-                for k, v in inputs.items()}
+        if self.device.type != "cuda":
+            return inputs
+        return {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
 
     def _forward_backward(self, inputs: dict[str, torch.Tensor], counts: torch.Tensor,
                           last: bool) -> torch.Tensor:
-        """Backward of this micro-batch's share of the global mean loss; its stats."""
+        """Backward of this micro-batch's share of the global mean loss; its stats (on the
+        device: reading them would wait for the device)."""
         if self.sharded:  # FSDP: reduce-scatter the gradients after the last micro-batch
             self.raw.set_requires_gradient_sync(last)
         sync = contextlib.nullcontext() if last or not self.info.enabled or self.sharded else (
@@ -435,7 +469,7 @@ class PreTrainer:
             loss = (sums.mlm_loss_sum / mlm_n + sums.nsp_loss_sum / nsp_n) * (
                 self.info.world_size)
             self.scaler.scale(loss).backward()
-        return sums.stats.cpu()
+        return sums.stats
 
     def _unscale_and_clip(self) -> float:
         """Unscale (fp16) and clip the global gradient norm; returns the norm before."""
@@ -489,7 +523,8 @@ class PreTrainer:
         self.raw.eval()
         stats = torch.zeros(len(STAT_NAMES), dtype=torch.float64)
         for batch, counted in self._eval_batches:
-            inputs = self._to_device(prepare(collator(batch), self.cfg.objective))
+            inputs = self._to_device(self._pinned(prepare(collator(batch),
+                                                          self.cfg.objective)))
             with autocast_context(self.cfg.precision, self.device):
                 sums = objective_sums(self.raw, inputs, self.cfg.objective)
             if counted:
