@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from bertforge.interop.checkpoint import Checkpoint
+
+# a sentence-transformers model's own files besides the transformer's
+ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bertforge.interop.checkpoint import load_state, save_pretrained
-    from bertforge.model import BertForPreTraining, BertModel
+    from bertforge.interop.checkpoint import (
+        architecture,
+        load_state,
+        model_for,
+        save_pretrained,
+    )
 
     if not args.source or not args.target:
         raise ValueError("convert needs --from DIR and --to DIR (or --to FILE.onnx)")
@@ -42,16 +51,55 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--to must differ from --from: converting in place could lose the "
                          "original")
     ckpt = _read(args.source, args.allow_pickle)
-    has_heads = any(k.startswith(("mlm.", "nsp.")) for k in ckpt.state)
-    model = (BertForPreTraining if has_heads else BertModel)(ckpt.config)
+    model = model_for(ckpt)
     load_state(model, ckpt, strict=True)
     tokenizer = _tokenizer(Path(args.source), args.lowercase)
     save_pretrained(model, args.target, tokenizer=tokenizer)
+    copy_sentence_transformers_files(Path(args.source), Path(args.target))
+    left = _left_out(model, ckpt)
+    if left:
+        print(f"bertforge convert: warning: {len(left)} tensors of {args.source} have no place "
+              f"in {architecture(model)} and were not written: {', '.join(left[:6])}"
+              + (" …" if len(left) > 6 else ""), file=sys.stderr)
     dropped = f"; ignored {len(ckpt.unexpected)} unknown tensors" if ckpt.unexpected else ""
     print(f"converted {ckpt.format} checkpoint {args.source} -> {args.target} "
-          f"({type(model).__name__}, {sum(p.numel() for p in model.parameters()):,} "
+          f"({architecture(model)}, {sum(p.numel() for p in model.parameters()):,} "
           f"parameters{dropped})")
     return 0
+
+
+def _left_out(model: nn.Module, ckpt: Checkpoint) -> list[str]:
+    """Canonical names of the checkpoint's tensors that ``model`` has no parameter for."""
+    from bertforge.interop.checkpoint import canonical_prefix
+
+    prefix = canonical_prefix(model)
+    own = {prefix + k for k in model.state_dict()}
+    return sorted(k for k in ckpt.state if k not in own)
+
+
+def copy_sentence_transformers_files(source: Path, target: Path) -> list[Path]:
+    """Copy a sentence-transformers directory's own files (``modules.json``, the pooling /
+    normalisation module folders it lists, ``sentence_bert_config.json``), which say how
+    ``bertforge embed`` pools, normalises and truncates: without them the converted
+    model would embed differently from the original. Returns what was copied."""
+    import json
+    import shutil
+
+    copied = []
+    for name in ST_FILES:
+        if (source / name).is_file():
+            copied.append(Path(shutil.copy2(source / name, target / name)))
+    try:
+        modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return copied
+    for module in modules if isinstance(modules, list) else []:
+        folder = str(module.get("path", "")) if isinstance(module, dict) else ""
+        if folder and (source / folder).is_dir() and not Path(folder).is_absolute() \
+                and ".." not in Path(folder).parts:
+            shutil.copytree(source / folder, target / folder, dirs_exist_ok=True)
+            copied.append(target / folder)
+    return copied
 
 
 def _read(source: str, allow_pickle: bool) -> Checkpoint:

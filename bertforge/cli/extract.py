@@ -46,7 +46,10 @@ def run(args: argparse.Namespace) -> int:
         require(value, flag, "extract")
     out = Path(args.out)
     if out.suffix not in FORMATS:
-        raise ValueError(f"--out {out}: unknown format '{out.suffix}'; use .jsonl or .npy")
+        raise ValueError(f"--out {out}: unknown format '{out.suffix}'; use .jsonl (or .json) "
+                         "or .npy")
+    if not out.parent.is_dir():  # before the model loads and the inputs run, not after
+        raise FileNotFoundError(f"--out {out}: directory {out.parent} does not exist")
     lines = read_lines(args.input)
     texts, pairs = split_pairs(lines)
     fx = FeatureExtractor.from_pretrained(args.model, device=args.device,

@@ -27,19 +27,21 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError('fill-mask needs texts (e.g. "The capital of France is [MASK].") or '
                          "--input FILE")
     lines = input_lines(args.input, args.text)
-    texts = []
+    texts, names = [], []
     for number, line in enumerate(lines, start=1 - len(args.text)):
         if not line.strip():
             continue
+        where = f"{args.input}:{number}" if number > 0 else f"text {number + len(args.text)}"
         if MASK not in line:
-            where = f"{args.input}:{number}" if number > 0 else f"text {number + len(args.text)}"
             raise ValueError(f"{where}: no {MASK} in {line[:60]!r}; write {MASK} where a word "
                              "should be predicted")
         texts.append(line)
+        names.append(where)
     fill = FillMask.from_pretrained(args.model, device=args.device,
                                     max_length=args.max_seq_length)
     results = with_warnings("fill-mask", lambda: fill(texts, top_k=args.top_k,
-                                                       batch_size=args.batch_size))
+                                                       batch_size=args.batch_size,
+                                                       names=names))
     for text, masks in zip(texts, results, strict=True):
         if args.json:
             print(json.dumps({"text": text, "masks": [[p.to_dict() for p in m] for m in masks]},

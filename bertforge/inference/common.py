@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -97,13 +98,20 @@ def _json_field(path: Path, name: str) -> object:
         return None
 
 
-def warn_truncated(indices: list[int], max_length: int, what: str = "input") -> None:
-    """One warning listing (the first few of) the inputs that were cut."""
+def warn_truncated(indices: list[int], max_length: int, what: str = "input",
+                   names: Sequence[str] | None = None) -> None:
+    """One warning listing (the first few of) the inputs that were cut; ``names[i]`` (e.g.
+    ``FILE:LINE``) names input i when given, else its number counting from 1."""
     if not indices:
         return
-    shown = ", ".join(str(i + 1) for i in indices[:8]) + (" …" if len(indices) > 8 else "")
+    more = " …" if len(indices) > 8 else ""
+    if names is not None:
+        where = ", ".join(names[i] for i in indices[:8]) + more
+    else:
+        where = "numbers " + ", ".join(str(i + 1) for i in indices[:8]) + more + \
+            ", counting from 1"
     warnings.warn(f"{len(indices)} {what}(s) longer than {max_length} tokens were truncated "
-                  f"(numbers {shown}, counting from 1)", TruncationWarning, stacklevel=3)
+                  f"({where})", TruncationWarning, stacklevel=3)
 
 
 def warn_empty(indices: list[int], what: str = "input") -> None:

@@ -8,7 +8,7 @@ V = vocabulary size, K = top-k.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -103,16 +103,21 @@ class FillMask:
                                  default_max_length(path, encoder.config))
         return cls(encoder.to(dev), head.to(dev), load_tokenizer(path), limit, dev)
 
-    def __call__(self, texts: str | Iterable[str], top_k: int = 5, batch_size: int = 32
-                 ) -> list[list[list[MaskPrediction]]]:
-        """For each text, for each [MASK] (left to right), the ``top_k`` best candidates."""
+    def __call__(self, texts: str | Iterable[str], top_k: int = 5, batch_size: int = 32,
+                 names: Sequence[str] | None = None) -> list[list[list[MaskPrediction]]]:
+        """For each text, for each [MASK] (left to right), the ``top_k`` best candidates.
+        ``names[i]`` (e.g. ``FILE:LINE``) names text i in errors and warnings; by default
+        "input i", counting from 1."""
         texts = as_list(texts)
+        if names is not None and len(names) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(names)} names")
+        names = names if names is not None else [f"input {i + 1}" for i in range(len(texts))]
         if not 1 <= top_k <= self.tokenizer.vocab_size:
             raise InferenceError(f"top_k {top_k}: must be between 1 and the vocabulary size "
                                  f"({self.tokenizer.vocab_size})")
         encodings, truncated = encode_inputs(self.tokenizer, texts, None, self.max_length)
-        self._check_masks(texts, encodings, truncated)
-        warn_truncated(truncated, self.max_length)
+        self._check_masks(texts, encodings, truncated, names)
+        warn_truncated(truncated, self.max_length, names=names)
         results: list[list[list[MaskPrediction]]] = [[] for _ in texts]
         with torch.inference_mode():
             for batch in iter_batches(encodings, batch_size, self.tokenizer.pad_id, self.device):
@@ -121,14 +126,14 @@ class FillMask:
         return results
 
     def _check_masks(self, texts: list[str], encodings: list[Encoding],
-                     truncated: list[int]) -> None:
+                     truncated: list[int], names: Sequence[str]) -> None:
         for i, (text, enc) in enumerate(zip(texts, encodings, strict=True)):
             if self.mask_id in enc.ids:
                 continue
             if MASK in text and i in truncated:
-                raise InferenceError(f"input {i + 1}: its [MASK] lies beyond the first "
+                raise InferenceError(f"{names[i]}: its [MASK] lies beyond the first "
                                      f"{self.max_length} tokens and was cut off; shorten it")
-            raise InferenceError(f"input {i + 1}: no {MASK} token in {_clip(text)!r}; write "
+            raise InferenceError(f"{names[i]}: no {MASK} token in {_clip(text)!r}; write "
                                  f"{MASK} where a word should be predicted")
 
     def _predict(self, batch: Batch, top_k: int) -> dict[int, list[list[MaskPrediction]]]:

@@ -4,8 +4,8 @@ Endpoints: ``GET /health``, ``GET /info``, ``GET /openapi.json``; ``POST /embed`
 ``POST /fill-mask`` (models with the masked-LM head), ``POST /predict`` (sequence
 classifiers). Every error is JSON ``{"error": message, "status": code}`` with a 4xx code
 for bad requests (400 malformed or wrong fields, 404 unknown or unavailable endpoint, 405
-wrong method, 411 no Content-Length, 413 too large, 415 not JSON); the server keeps
-serving. It binds 127.0.0.1 unless told otherwise.
+wrong method, 408 body too slow, 411 no Content-Length, 413 too large, 415 not JSON); the
+server keeps serving. It binds 127.0.0.1 unless told otherwise.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ POST_ROUTES = {"/embed": "embed", "/fill-mask": "fill", "/predict": "predict"}
 # curl -d sends form-urlencoded unless told otherwise; its body is still read as JSON
 JSON_TYPES = ("application/json", "", "application/x-www-form-urlencoded")
 DRAIN_LIMIT = 16 * 2**20  # bytes of an oversized body read and dropped before replying 413
+READ_TIMEOUT_S = 60.0  # seconds a client may pause while sending its request
 
 
 class InferenceServer(ThreadingHTTPServer):
@@ -62,12 +63,32 @@ class RequestHandler(BaseHTTPRequestHandler):
     server: InferenceServer
     server_version = "bertforge"
     protocol_version = "HTTP/1.0"  # one request per connection: no idle keep-alive threads
+    timeout = READ_TIMEOUT_S  # a client that stops sending does not hold a thread forever
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         self._respond(self._get)
 
+    def do_HEAD(self) -> None:  # noqa: N802 - GET's status and headers, no body
+        self._respond(self._get)
+
     def do_POST(self) -> None:  # noqa: N802
         self._respond(self._post)
+
+    def _other_method(self) -> None:
+        self._respond(self._refuse_method)
+
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _other_method  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """http.server's own errors (a malformed request line, a header too long, a
+        timeout) as JSON like every other error, not its HTML page."""
+        self.close_connection = True
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self._send(code, {"error": message or phrase, "status": code})
 
     def handle(self) -> None:
         try:
@@ -87,6 +108,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             return openapi_schema(service)
         if path in POST_ROUTES:
             raise RequestError(405, f"{path} takes POST with a JSON body")
+        raise RequestError(404, f"no endpoint {path}; see GET /openapi.json")
+
+    def _refuse_method(self) -> dict:
+        path = self.path.split("?", 1)[0]
+        if path in POST_ROUTES:
+            raise RequestError(405, f"{self.command} is not supported: {path} takes POST")
+        if path in GET_ROUTES:
+            raise RequestError(405, f"{self.command} is not supported: {path} takes GET")
         raise RequestError(404, f"no endpoint {path}; see GET /openapi.json")
 
     def _post(self) -> dict:
@@ -126,7 +155,15 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._discard(size)
             raise RequestError(413, f"request body of {size} bytes exceeds the limit of "
                                     f"{limit} bytes")
-        raw = self.rfile.read(size)
+        try:
+            raw = self.rfile.read(size)
+        except TimeoutError:
+            self.close_connection = True
+            raise RequestError(408, f"the request body ({size} bytes, as Content-Length "
+                                    f"says) did not arrive within {self.timeout:g} s") from None
+        if len(raw) < size:
+            raise RequestError(400, f"the request body has {len(raw)} bytes but "
+                                    f"Content-Length says {size}")
         try:
             body = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as err:
@@ -168,12 +205,18 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: dict) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-        self.send_response(status, HTTPStatus(status).phrase)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
+        try:
+            self.send_response(status, HTTPStatus(status).phrase)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):  # the client left before the reply
+            self.close_connection = True
+            if self.server.log:
+                sys.stderr.write(f"{self.client_address[0]} {self.command} {self.path}: the "
+                                 "client closed the connection before the reply\n")
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         """Silenced: ``_respond`` writes one line per request when logging is on."""

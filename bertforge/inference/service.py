@@ -238,7 +238,7 @@ class InferenceService:
         _only(body, {"text", "texts", "top_k"})
         texts = self._texts(body)
         top_k = _int(body, "top_k", 5, 1, self.limits.max_top_k)
-        self._check_lengths(texts, None, False)
+        self._check_lengths(texts, None, False, can_truncate=False)
         for i, text in enumerate(texts):
             if self.tokenizer.mask_id not in self.tokenizer.tokenize_ids([text])[0]:
                 raise RequestError(400, f"texts[{i}] has no [MASK] token; write [MASK] where "
@@ -281,8 +281,9 @@ class InferenceService:
         return pairs
 
     def _check_lengths(self, texts: list[str], pairs: list[str] | None,
-                       truncate: bool) -> list[int]:
-        """Indices of over-long inputs: 413 unless the request allows truncation."""
+                       truncate: bool, can_truncate: bool = True) -> list[int]:
+        """Indices of over-long inputs: 413 unless the request allows truncation
+        (``can_truncate`` False: the endpoint has no ``truncate`` field to suggest)."""
         firsts = self.tokenizer.tokenize_ids(texts)
         seconds = self.tokenizer.tokenize_ids(pairs) if pairs is not None else None
         long = []
@@ -290,9 +291,10 @@ class InferenceService:
             n = len(ids) + 2 + (len(seconds[i]) + 1 if seconds is not None else 0)
             if n > self.max_length:
                 if not truncate:
+                    advice = ("shorten it, or send \"truncate\": true to cut it"
+                              if can_truncate else "shorten it")
                     raise RequestError(413, f"texts[{i}] is {n} tokens long; the limit is "
-                                            f"{self.max_length}: shorten it, or send "
-                                            "\"truncate\": true to cut it")
+                                            f"{self.max_length}: {advice}")
                 long.append(i)
         return long
 

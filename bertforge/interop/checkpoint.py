@@ -37,6 +37,7 @@ from bertforge.interop.keys import (
     is_dropped,
 )
 from bertforge.model.bert import BertModel
+from bertforge.model.heads import MLMHead
 
 M = TypeVar("M", bound=nn.Module)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
@@ -303,6 +304,47 @@ def _check_vocab_file(folder: Path, config: BertConfig) -> None:
 
 
 # ------------------------------------------------------------------ writing
+TASK_MODELS = ("BertForSequenceClassification", "BertForTokenClassification",
+               "BertForQuestionAnswering", "BertForMultipleChoice")
+
+
+def model_for(ckpt: Checkpoint) -> nn.Module:
+    """A model that holds every tensor of ``ckpt``: the task model config.json names when
+    the checkpoint has its head; BertForPreTraining (masked-LM + NSP heads); a masked-LM
+    model (MLM head only, as transformers' BertForMaskedLM saves); else the encoder, with
+    a pooler only when the checkpoint has one."""
+    from bertforge.model import task_heads
+    from bertforge.model.heads import BertForPreTraining
+
+    keys = ckpt.state.keys()
+    archs = ckpt.config.extra.get("architectures") or []
+    task = next((a for a in archs if a in TASK_MODELS), None)
+    if task is not None and any(k.startswith("head.") for k in keys):
+        return getattr(task_heads, task)(ckpt.config)
+    has_mlm = any(k.startswith("mlm.") for k in keys)
+    has_nsp = any(k.startswith("nsp.") for k in keys)
+    has_pooler = any(k.startswith("bert.pooler.") for k in keys)
+    if has_mlm and has_nsp:
+        return BertForPreTraining(ckpt.config)
+    if has_mlm:
+        return MaskedLM(ckpt.config, add_pooler=has_pooler)
+    return BertModel(ckpt.config, add_pooler=has_pooler)
+
+
+class MaskedLM(nn.Module):
+    """The encoder and the masked-LM head alone, saved as transformers' BertForMaskedLM
+    (``bert.*`` + ``cls.predictions.*``). Only a container for conversion: it has no
+    forward (``FillMask`` runs such checkpoints)."""
+
+    hf_architecture = "BertForMaskedLM"
+
+    def __init__(self, config: BertConfig, add_pooler: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config, add_pooler=add_pooler)
+        self.mlm = MLMHead(config)
+
+
 def to_hf_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """The model's weights under Hugging Face's names (bare BertModel keys for BertModel)."""
     prefix = canonical_prefix(model)
