@@ -13,25 +13,30 @@ import time
 from pathlib import Path
 
 from bertforge.cli.finetune import add_data_arguments, need, task_factory
+from bertforge.inference.common import resolve_device
 from bertforge.training.finetune import predict_rows
+from bertforge.training.precision import PRECISIONS, resolve_precision
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA if any)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="bf16/fp16 autocast; auto: bf16 on a CUDA device with bf16, "
+                             "else fp32")
 
 
 def run(args: argparse.Namespace) -> int:
     need(args, "model", "out")
     started = time.perf_counter()
+    device = str(resolve_device(args.device))
+    precision = resolve_precision(args.precision, device)
     task = task_factory(args, training=False)()
-    model = task.model.to(args.device).eval()
+    model = task.model.to(device).eval()
 
     def predict(rows: list) -> dict:
-        return predict_rows(model, rows, args.batch_size, args.device, task.pad_id,
-                            args.precision)
+        return predict_rows(model, rows, args.batch_size, device, task.pad_id, precision)
 
     result = task.evaluate(model, predict)
     out = Path(args.out)

@@ -20,10 +20,12 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from bertforge.inference.common import resolve_device
 from bertforge.interop.checkpoint import config_from
 from bertforge.tasks.common import LabelMap
 from bertforge.training.finetune import FinetuneArgs, FinetuneTask, finetune, predict_rows
 from bertforge.training.finetune_search import PAPER_GRID, grid_search, run_seeds
+from bertforge.training.precision import PRECISIONS, resolve_precision
 
 TASKS = ("glue", "classify", "squad", "ner", "multiple-choice")
 DEFAULT_MAX_LENGTH = {"squad": 384}
@@ -86,12 +88,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seeds", type=int, default=1, help="run this many seeds: mean ± std")
     g.add_argument("--grid", action="store_true",
                    help="search lr {5e-5,3e-5,2e-5} x batch {16,32} x epochs {2,3,4}")
-    g.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    g.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="bf16/fp16 autocast; auto: bf16 on a CUDA device with bf16, else fp32")
     g.add_argument("--grad-accum", type=int, default=1)
     g.add_argument("--eval-batch-size", type=int, default=64)
     g.add_argument("--patience", type=int, help="stop after this many epochs without gain")
     g.add_argument("--max-steps", type=int)
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA if any)")
     g.add_argument("--no-group-by-length", action="store_true")
     g.add_argument("--save-every", type=int, metavar="STEPS",
                    help="write a resumable checkpoint (OUT/checkpoint-STEP) every STEPS "
@@ -225,14 +228,16 @@ def _choice(args: argparse.Namespace, training: bool) -> Callable[[], FinetuneTa
 
 # ------------------------------------------------------------------ running
 def finetune_args(args: argparse.Namespace) -> FinetuneArgs:
+    device = str(resolve_device(args.device))
     return FinetuneArgs(
         lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
         warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
         optimizer=args.optimizer, schedule=args.schedule, grad_accum=args.grad_accum,
-        seed=args.seed, precision=args.precision, eval_batch_size=args.eval_batch_size,
+        seed=args.seed, precision=resolve_precision(args.precision, device),
+        eval_batch_size=args.eval_batch_size,
         patience=args.patience, layer_decay=args.layer_decay,
         reinit_layers=args.reinit_layers, fgm_epsilon=args.fgm_epsilon,
-        group_by_length=not args.no_group_by_length, device=args.device,
+        group_by_length=not args.no_group_by_length, device=device,
         max_steps=args.max_steps, progress=not args.quiet, save_every=args.save_every,
         resume=args.resume, deterministic=args.deterministic)
 

@@ -16,16 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from bertforge.cli.finetune import add_data_arguments, model_options, need
+from bertforge.inference.common import resolve_device
 from bertforge.interop.checkpoint import config_from
 from bertforge.tasks.common import LabelMap
 from bertforge.training.finetune import predict_rows
+
+PROGRESS_BATCHES = 8  # batches between progress-bar updates
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--input", help="file to predict (not for glue)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA if any)")
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     need(args, "model", "out")
     if args.task != "glue":
         need(args, "input")
+    args.device = str(resolve_device(args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     handlers = {"glue": _glue, "classify": _classify, "squad": _squad, "ner": _ner,
@@ -47,8 +51,57 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predictor(model: object, args: argparse.Namespace, pad_id: int) -> object:
+    """rows -> predict_rows' outputs, run a block of rows at a time under a progress bar
+    (on stderr, for inputs of 512 rows and more)."""
     model = model.to(args.device).eval()
-    return lambda rows: predict_rows(model, rows, args.batch_size, args.device, pad_id)
+
+    def run(rows: list) -> dict[str, list[np.ndarray]]:
+        import torch
+
+        from bertforge.inference.batching import progress_bar
+
+        out: dict[str, list[np.ndarray]] = {}
+        block = max(args.batch_size, 1) * PROGRESS_BATCHES
+        bar = progress_bar(len(rows), f"predict {args.task}")
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(rows), block):
+                    part = rows[start:start + block]
+                    for name, arrays in predict_rows(model, part, args.batch_size, args.device,
+                                                     pad_id).items():
+                        out.setdefault(name, []).extend(arrays)
+                    bar.update(len(part))
+        finally:
+            bar.close()
+        return out
+
+    return run
+
+
+def _trained(cls: type, path: str) -> object:
+    """``cls`` loaded from ``path``, refusing a checkpoint that lacks the task's trained
+    weights: predictions from a head initialised at random would look valid and be noise."""
+    import warnings
+
+    with warnings.catch_warnings():  # the random-initialisation warning: refused below
+        warnings.filterwarnings("ignore", message=".*initialised at random")
+        model = cls.from_pretrained(path)
+    missing = list(getattr(model, "new_weights", ()))
+    head_file = getattr(cls, "HEAD_FILE", None)
+    if head_file and not (Path(path) / head_file).is_file():
+        missing.append(head_file)
+    if missing:
+        archs = ", ".join(config_from(path).extra.get("architectures") or ["none named"])
+        raise ValueError(f"{path}: not a fine-tuned {cls.__name__} (config.json architectures: "
+                         f"{archs}); it has no {', '.join(missing[:4])}; predict needs a model "
+                         "fine-tuned for this task (as 'bertforge finetune' writes)")
+    return model
+
+
+def _label_map(config: object, width: int) -> LabelMap:
+    """config.json's id2label, else LABEL_0 … LABEL_{K-1} as transformers names them."""
+    names = config.id2label or {}
+    return LabelMap([str(names.get(i, f"LABEL_{i}")) for i in range(width)])
 
 
 def _glue(args: argparse.Namespace, out: Path) -> list[Path]:
@@ -56,7 +109,7 @@ def _glue(args: argparse.Namespace, out: Path) -> list[Path]:
     from bertforge.tokenization import load_tokenizer
     from bertforge.training.finetune_tasks import predict_glue_test
     need(args, "glue_task", "data_dir")
-    model = BertForSequenceClassification.from_pretrained(args.model)
+    model = _trained(BertForSequenceClassification, args.model)
     tokenizer = load_tokenizer(args.model)
     return predict_glue_test(model, _predictor(model, args, tokenizer.pad_id), tokenizer,
                              args.data_dir, args.glue_task, out, model_options(args).max_length)
@@ -68,7 +121,7 @@ def _classify(args: argparse.Namespace, out: Path) -> list[Path]:
     from bertforge.tasks.features import encode_examples
     from bertforge.tokenization import load_tokenizer
     from bertforge.training.finetune_tasks import decide, label_names, write_jsonl
-    model = BertForSequenceClassification.from_pretrained(args.model)
+    model = _trained(BertForSequenceClassification, args.model)
     tokenizer = load_tokenizer(args.model)
     problem = {"regression": "regression", "multi_label_classification": "multi_label"}.get(
         model.config.problem_type or "", "single_label")
@@ -76,7 +129,7 @@ def _classify(args: argparse.Namespace, out: Path) -> list[Path]:
     examples = read_classification(args.input, columns, problem, labelled=False)
     rows = encode_examples(tokenizer, examples, model_options(args).max_length, None, problem)
     logits = np.stack(_predictor(model, args, tokenizer.pad_id)(rows)["logits"])
-    labels = LabelMap.from_id2label(model.config.id2label) if model.config.id2label else None
+    labels = _label_map(model.config, logits.shape[-1])
     names = label_names(decide(logits, problem), labels, problem)
     probs = (1 / (1 + np.exp(-logits)) if problem == "multi_label" else _softmax(logits))
     path = out / "predictions.jsonl"
@@ -94,7 +147,7 @@ def _squad(args: argparse.Namespace, out: Path) -> list[Path]:
     from bertforge.tokenization import load_tokenizer
     from bertforge.training.finetune import EvalResult
     from bertforge.training.finetune_squad import SquadOptions, features, write_squad_predictions
-    model = BertForQuestionAnswering.from_pretrained(args.model)
+    model = _trained(BertForQuestionAnswering, args.model)
     tokenizer = load_tokenizer(args.model)
     options = SquadOptions(args.version, model_options(args).max_length, args.doc_stride,
                            args.max_query_length, args.n_best, args.max_answer_length,
@@ -115,9 +168,9 @@ def _ner(args: argparse.Namespace, out: Path) -> list[Path]:
     from bertforge.tokenization import load_tokenizer
     extra = config_from(args.model).extra
     cls = BertFeatureTagger if "feature_tagger" in extra else BertForTokenClassification
-    model = cls.from_pretrained(args.model)
+    model = _trained(cls, args.model)
     tokenizer = load_tokenizer(args.model)
-    labels = LabelMap.from_id2label(model.config.id2label)
+    labels = _label_map(model.config, model.head.classifier.out_features)
     sentences = ner.read_conll(args.input, labelled=False)
     rows = ner.build_features(tokenizer, sentences, model_options(args).max_length, None)
     logits = _predictor(model, args, tokenizer.pad_id)(rows)["logits"]
@@ -131,7 +184,7 @@ def _choice(args: argparse.Namespace, out: Path) -> list[Path]:
     from bertforge.tasks import multiple_choice as mc
     from bertforge.tokenization import load_tokenizer
     from bertforge.training.finetune_tasks import write_jsonl
-    model = BertForMultipleChoice.from_pretrained(args.model)
+    model = _trained(BertForMultipleChoice, args.model)
     tokenizer = load_tokenizer(args.model)
     examples = mc.read_choices(args.input, labelled=False)
     rows = mc.build_features(tokenizer, examples, model_options(args).max_length)

@@ -55,7 +55,7 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("--save-every-minutes", float, "also checkpoint after this many minutes"),
     ("--keep-last", int, "checkpoints to keep (0: all)"),
     ("--precision", str, f"{' | '.join(PRECISIONS)}: bf16/fp16 autocast (fp16 with loss "
-                         "scaling)"),
+                         "scaling); auto = bf16 on a CUDA device with bf16, else fp32"),
     ("--device", str, "auto | cpu | cuda | cuda:N"),
     ("--threads", int, "torch CPU threads [torch's default]"),
     ("--pad-to-multiple-of", int, "pad sequence lengths to a multiple (e.g. 8 on GPUs)"),

@@ -54,6 +54,7 @@ from bertforge.training.distributed import (
     shutdown,
 )
 from bertforge.training.optim import build_optimizer, clip_grad_norm
+from bertforge.training.precision import resolve_precision
 from bertforge.training.pretrain_config import PretrainConfig, PretrainConfigError
 from bertforge.training.pretrain_data import (
     BatchStream,
@@ -156,6 +157,7 @@ class PreTrainer:
     """One run's state: data, model, optimiser, schedule, scaler, generators, logs."""
 
     def __init__(self, cfg: PretrainConfig, info: DistInfo, device: torch.device) -> None:
+        cfg = dataclasses.replace(cfg, precision=resolve_precision(cfg.precision, device))
         self.cfg, self.info, self.device = cfg, info, device
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)

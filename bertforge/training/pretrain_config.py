@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from bertforge.config import INIT_SCHEMES, OBJECTIVES
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # auto: bf16 on CUDA with bf16, else fp32
 # objective -> what the shard data must have been built with (meta parameters.objective)
 DATA_OBJECTIVES = {"mlm_nsp": ("nsp",), "mlm_sop": ("sop",), "mlm": ("nsp", "sop", "none"),
                    "ltr": ("nsp", "sop", "none")}
@@ -70,7 +70,7 @@ class PretrainConfig:
     resume: str | None = None  # "latest" or a checkpoint directory
     # speed
     fsdp: bool = False  # under torchrun: shard the model with FSDP2 instead of DDP
-    precision: str = "fp32"
+    precision: str = "auto"
     compile: bool = False
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None: torch's default)
