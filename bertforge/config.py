@@ -97,6 +97,9 @@ class BertConfig:
         extra = {k: v for k, v in data.items() if k not in names}
         if known.get("id2label"):
             known["id2label"] = {int(k): str(v) for k, v in known["id2label"].items()}
+        elif isinstance(extra.get("num_labels"), int) and extra["num_labels"] > 0:
+            # a config that gives only a count: labels named as transformers names them
+            known["id2label"] = {i: f"LABEL_{i}" for i in range(extra.pop("num_labels"))}
         try:
             cfg = cls.__new__(cls)
             for f in dataclasses.fields(cls):

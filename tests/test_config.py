@@ -102,3 +102,23 @@ def test_bad_config_files(tmp_path):
     bad.write_text("[1, 2]")
     with pytest.raises(ConfigError, match="expected a JSON object"):
         BertConfig.from_json_file(bad)
+
+
+def test_a_label_count_without_names_gives_transformers_names(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from bertforge.model.task_heads import BertForSequenceClassification
+
+    data = {"vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 1,
+            "num_attention_heads": 4, "intermediate_size": 37, "num_labels": 3}
+    ours = BertConfig.from_dict(data)
+    theirs = transformers.BertConfig.from_dict(data)
+    assert ours.num_labels == 3 == theirs.num_labels
+    assert ours.id2label == theirs.id2label
+    # a 3-label classifier saved by transformers with such a config loads with its head
+    model = transformers.BertForSequenceClassification(theirs)
+    model.save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({**json.loads(
+        (tmp_path / "config.json").read_text()), "num_labels": 3, "id2label": None}))
+    loaded = BertForSequenceClassification.from_pretrained(str(tmp_path))
+    assert loaded.head.classifier.out_features == 3
+    assert torch.equal(loaded.head.classifier.weight, model.classifier.weight)
