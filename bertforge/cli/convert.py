@@ -24,6 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output directory: config.json, model.safetensors, vocab.txt, "
                              "tokenizer.json; or FILE.onnx for ONNX (checked under "
                              "onnxruntime, as 'bertforge export')")
+    parser.add_argument("--format", choices=("hf", "google"), default="hf",
+                        help="what --to DIR holds: hf (Hugging Face) or google (Google's "
+                             "TensorFlow layout: bert_config.json, bert_model.ckpt.*, "
+                             "vocab.txt, for Google's run_*.py --init_checkpoint)")
     case = parser.add_mutually_exclusive_group()
     case.add_argument("--lowercase", dest="lowercase", action="store_true", default=None,
                       help="the vocabulary is uncased (default: guessed from the vocab)")
@@ -40,12 +44,15 @@ def run(args: argparse.Namespace) -> int:
         architecture,
         load_state,
         model_for,
+        save_google,
         save_pretrained,
     )
 
     if not args.source or not args.target:
         raise ValueError("convert needs --from DIR and --to DIR (or --to FILE.onnx)")
     if str(args.target).endswith(".onnx"):
+        if args.format != "hf":
+            raise ValueError("--format google writes a directory, not FILE.onnx")
         return _to_onnx(args.source, args.target)
     if Path(args.target).resolve() == Path(args.source).resolve():
         raise ValueError("--to must differ from --from: converting in place could lose the "
@@ -54,15 +61,18 @@ def run(args: argparse.Namespace) -> int:
     model = model_for(ckpt)
     load_state(model, ckpt, strict=True)
     tokenizer = _tokenizer(Path(args.source), args.lowercase)
-    save_pretrained(model, args.target, tokenizer=tokenizer)
-    copy_sentence_transformers_files(Path(args.source), Path(args.target))
+    if args.format == "google":
+        save_google(model, args.target, tokenizer=tokenizer)
+    else:
+        save_pretrained(model, args.target, tokenizer=tokenizer)
+        copy_sentence_transformers_files(Path(args.source), Path(args.target))
     left = _left_out(model, ckpt)
     if left:
         print(f"bertforge convert: warning: {len(left)} tensors of {args.source} have no place "
               f"in {architecture(model)} and were not written: {', '.join(left[:6])}"
               + (" …" if len(left) > 6 else ""), file=sys.stderr)
     dropped = f"; ignored {len(ckpt.unexpected)} unknown tensors" if ckpt.unexpected else ""
-    print(f"converted {ckpt.format} checkpoint {args.source} -> {args.target} "
+    print(f"converted {ckpt.format} checkpoint {args.source} -> {args.format} {args.target} "
           f"({architecture(model)}, {sum(p.numel() for p in model.parameters()):,} "
           f"parameters{dropped})")
     return 0

@@ -380,6 +380,46 @@ def save_pretrained(model: nn.Module, path: str | os.PathLike, tokenizer: Any = 
         tokenizer.save(out)
 
 
+def save_google(model: nn.Module, path: str | os.PathLike, tokenizer: Any = None) -> Path:
+    """Write Google's TensorFlow layout, as in the BERT releases: ``bert_config.json``
+    (Google's 11 fields), ``bert_model.ckpt.index`` + ``.data-00000-of-00001`` (Google's
+    variable names, kernels [in, out]) and the vocabulary. What ``run_classifier.py``,
+    ``run_squad.py`` and ``run_pretraining.py`` load with ``--init_checkpoint``, and what
+    ``from_pretrained`` reads back. Returns the checkpoint prefix.
+
+    Google's code fixes what its config cannot say: LayerNorm epsilon 1e-12, learned
+    absolute positions, and "gelu" computed by the tanh form (Hugging Face and bertforge
+    read "gelu" as the exact erf form; the two differ by under 1e-3)."""
+    from bertforge.interop.tf_writer import write_checkpoint
+
+    config: BertConfig = model.config
+    if abs(config.layer_norm_eps - 1e-12) > 1e-15 or config.hidden_act not in (
+            "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"):
+        warnings.warn(f"Google's BERT code runs LayerNorm epsilon 1e-12 and gelu; this model "
+                      f"has {config.layer_norm_eps:g} and {config.hidden_act}: its outputs "
+                      "there will differ", stacklevel=2)
+    prefix = canonical_prefix(model)
+    arrays = {}
+    for key, value in model.state_dict().items():
+        name = GOOGLE_TABLE.to_theirs(prefix + key)
+        if name is None:
+            raise CheckpointError(f"no Google TensorFlow name for parameter {key} "
+                                  f"({architecture(model)}); Google's code has no such layer")
+        tensor = value.detach().float().cpu()
+        arrays[name] = (tensor.t() if google_is_transposed(name) else tensor).contiguous().numpy()
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(out / "bert_model.ckpt", arrays)
+    data = config.to_google_dict()
+    if data["hidden_act"] in ("gelu_new", "gelu_pytorch_tanh"):
+        data["hidden_act"] = "gelu"  # Google's name for the tanh form
+    _write_atomic(out / "bert_config.json",
+                  lambda p: p.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n"))
+    if tokenizer is not None:
+        tokenizer.save(out)
+    return out / "bert_model.ckpt"
+
+
 def _write_atomic(final: Path, write: Any) -> None:
     tmp = final.with_name(f".{final.name}.tmp")
     write(tmp)
