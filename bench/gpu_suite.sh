@@ -30,16 +30,18 @@ DATA=gpu_data
 VOCAB=$DATA/vocab/bert_uncased_en_vocab.txt
 PY=${PYTHON:-python3}
 # overridable for a plumbing check on a CPU: DEVICE=cpu PRESET=tiny MINUTES=0.2 STEPS=2
+# PRECISION=fp32 (bf16 is emulated, and slow, on most CPUs) BATCH_DIV=32 (batches / 32)
 DEVICE=${DEVICE:-cuda}; PRESET=${PRESET:-base}; MINUTES=${MINUTES:-8}; STEPS=${STEPS:-20}
+PRECISION=${PRECISION:-bf16}; BATCH_DIV=${BATCH_DIV:-1}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$OUT"
 
 one_bench() {  # mode seq_len batch [flags...]; one JSON line per run in bench.jsonl
     [ "$SECONDS" -gt "${DEADLINE:-480}" ] && { echo "skipped $* (time)" | tee -a "$OUT/summary.txt"; return; }
     echo "== bench $*" >> "$OUT/bench.log"
-    local mode=$1 len=$2 batch=$3; shift 3
+    local mode=$1 len=$2 batch=$(( $3 / BATCH_DIV > 0 ? $3 / BATCH_DIV : 1 )); shift 3
     if timeout 200 $PY -m bertforge bench "$mode" --preset "$PRESET" --seq-len "$len" \
-        --batch-size "$batch" "$@" --device "$DEVICE" --precision bf16 --steps "$STEPS" \
+        --batch-size "$batch" "$@" --device "$DEVICE" --precision "$PRECISION" --steps "$STEPS" \
         --warmup 5 --data-dir "$DATA" --vocab "$VOCAB" --json > /tmp/bench.json \
         2>> "$OUT/bench.log"; then
         $PY -c "import json,sys; print(json.dumps(json.load(open('/tmp/bench.json'))))" \
@@ -50,6 +52,7 @@ one_bench() {  # mode seq_len batch [flags...]; one JSON line per run in bench.j
 }
 
 bench_table() {  # the runs of bench.jsonl, one line each
+    [ -f "$OUT/bench.jsonl" ] || { echo "no bench run finished" | tee -a "$OUT/summary.txt"; return; }
     $PY - "$OUT/bench.jsonl" <<'EOF' | tee -a "$OUT/summary.txt"
 import json, sys
 for line in open(sys.argv[1]):
