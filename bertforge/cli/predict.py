@@ -42,10 +42,17 @@ def run(args: argparse.Namespace) -> int:
         need(args, "input")
     args.device = str(resolve_device(args.device))
     out = Path(args.out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     handlers = {"glue": _glue, "classify": _classify, "squad": _squad, "ner": _ner,
                 "multiple-choice": _choice}
-    for path in handlers[args.task](args, out):
+    try:
+        written = handlers[args.task](args, out)
+    except BaseException:
+        if created and not any(out.iterdir()):  # a failed run leaves no empty --out behind
+            out.rmdir()
+        raise
+    for path in written:
         print(f"wrote {path}")
     return 0
 
