@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="bf16/fp16 autocast; auto: bf16 on a CUDA device with bf16, "
                              "else fp32")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     model = task.model.to(device).eval()
 
     def predict(rows: list) -> dict:
-        return predict_rows(model, rows, args.batch_size, device, task.pad_id, precision)
+        return predict_rows(model, rows, args.batch_size, device, task.pad_id, precision,
+                            progress=not args.quiet)
 
     result = task.evaluate(model, predict)
     out = Path(args.out)

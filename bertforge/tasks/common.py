@@ -133,22 +133,28 @@ def read_table(path: str | os.PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
         if fmt == "jsonl":
             yield from _read_jsonl(path, lines)
             return
-        reader = csv.DictReader(lines, delimiter="," if fmt == "csv" else "\t")
+        # TSV as GLUE and Google's run_classifier read it: no quoting, a '"' is text (csv's
+        # quoting dropped the quotes of a field starting with one, and an MRPC sentence
+        # opening a quotation swallowed the rest of the line's fields)
+        reader = (csv.DictReader(lines, delimiter=",") if fmt == "csv" else
+                  csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE))
         try:
-            yield from _csv_records(path, reader)
+            yield from _csv_records(path, reader, fmt)
         except csv.Error as err:  # e.g. a field over csv's size limit
             raise TaskDataError(f"{path}:{reader.line_num + 1}: not a readable "
                                 f"{fmt.upper()} line ({err})") from None
 
 
-def _csv_records(path: Path, reader: csv.DictReader) -> Iterator[tuple[int, dict[str, Any]]]:
+def _csv_records(path: Path, reader: csv.DictReader, fmt: str = "csv"
+                 ) -> Iterator[tuple[int, dict[str, Any]]]:
     if not reader.fieldnames:
         raise TaskDataError(f"{path}: empty file (expected a header line)")
+    fix = ("quote fields holding the delimiter" if fmt == "csv" else
+           "a TSV field cannot hold a tab: replace it, or use CSV or JSONL")
     for record in reader:
         if None in record:  # more cells than the header has names
             raise TaskDataError(f"{path}:{reader.line_num}: more fields than the header's "
-                                f"{len(reader.fieldnames)}; quote fields holding the "
-                                "delimiter")
+                                f"{len(reader.fieldnames)}; {fix}")
         yield reader.line_num, record
 
 

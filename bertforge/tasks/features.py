@@ -43,5 +43,15 @@ def target(example: TextExample, labels: LabelMap | None, problem: str) -> int |
         for name in example.label:
             hot[labels.id(name, example.where)] = 1.0
         return hot
-    return labels.id(str(example.label), example.where,
-                     "every class must occur in the training file")
+    hint = "every class must occur in the training file"
+    if len(labels) > 10 and all(_is_number(n) for n in [*labels.names, str(example.label)]):
+        hint += "; for numbers to predict (a score), pass --problem regression"
+    return labels.id(str(example.label), example.where, hint)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -68,8 +68,12 @@ def read_squad(path: str | os.PathLike, version: str = "1.1", skip_bad_answers: 
     path = Path(path)
     data = _load_json(path)
     out: list[SquadExample] = []
-    for a, article in enumerate(data[articles or slice(None)]):
-        article = _expect(article, dict, f"{path}: data[{a}]")
+    chosen = range(len(data))[articles or slice(None)]  # the file's own article numbers
+    if articles is not None and not chosen:
+        raise TaskDataError(f"{path}: the article slice {_slice_text(articles)} selects none of "
+                            f"the file's {len(data)} articles; give a slice within 0:{len(data)}")
+    for a in chosen:
+        article = _expect(data[a], dict, f"{path}: data[{a}]")
         title = article.get("title", "")
         title = title if isinstance(title, str) else str(title)
         paragraphs = _expect(article.get("paragraphs", []), list, f"{path}: data[{a}].paragraphs")
@@ -78,6 +82,13 @@ def read_squad(path: str | os.PathLike, version: str = "1.1", skip_bad_answers: 
             out += _paragraph(_expect(paragraph, dict, where), where, title, version,
                               skip_bad_answers, labelled)
     return out
+
+
+def _slice_text(articles: slice | None) -> str:
+    """``slice(24, 48)`` -> ``"24:48"``."""
+    if articles is None:
+        return ":"
+    return ":".join("" if x is None else str(x) for x in (articles.start, articles.stop))
 
 
 def _expect(value: Any, kind: type, where: str) -> Any:

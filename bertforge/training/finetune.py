@@ -201,29 +201,41 @@ def _trim(name: str, array: np.ndarray, length: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict_rows(model: nn.Module, rows: list[Row], batch_size: int = 64, device: str = "cpu",
-                 pad_id: int = 0, precision: str = "fp32") -> dict[str, list[np.ndarray]]:
+                 pad_id: int = 0, precision: str = "fp32", progress: bool = False
+                 ) -> dict[str, list[np.ndarray]]:
     """Run ``model`` over ``rows`` (longest first, to waste little padding) and return, per
     output name (``logits``, ``start_logits``, ``end_logits``), one float32 array per row in
-    the rows' order: [K] (sequence), [C] (choices), [S_i, K] (tokens), [S_i] (spans)."""
+    the rows' order: [K] (sequence), [C] (choices), [S_i, K] (tokens), [S_i] (spans).
+    ``progress`` shows a bar of rows done on stderr (a SQuAD dev set takes minutes)."""
     was_training = model.training
     model.eval()
     lengths = [row_length(r) for r in rows]
     order = sorted(range(len(rows)), key=lambda i: -lengths[i])
     out: dict[str, list[np.ndarray | None]] = {}
-    for start in range(0, len(order), batch_size):
-        index = order[start:start + batch_size]
-        batch = collate([_inputs_only(rows[i]) for i in index], pad_id)
-        with _autocast(device, precision):
-            result = model(**_to(batch, device))
-        for name in ("logits", "start_logits", "end_logits"):
-            value = getattr(result, name, None)
-            if value is None:
-                continue
-            arrays = out.setdefault(name, [None] * len(rows))
-            for j, i in enumerate(index):
-                arrays[i] = _trim(name, value[j].float().cpu().numpy(), lengths[i])
+    with tqdm(total=len(rows), desc="evaluate", unit="row", leave=False,
+              disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(order), batch_size):
+            _predict_batch(model, rows, order[start:start + batch_size], lengths, out,
+                           pad_id, device, precision)
+            bar.update(min(batch_size, len(order) - start))
     model.train(was_training)
     return out  # type: ignore[return-value]
+
+
+def _predict_batch(model: nn.Module, rows: list[Row], index: list[int], lengths: list[int],
+                   out: dict[str, list[np.ndarray | None]], pad_id: int, device: str,
+                   precision: str) -> None:
+    """One batch of ``predict_rows``: the rows ``index``, outputs stored into ``out``."""
+    batch = collate([_inputs_only(rows[i]) for i in index], pad_id)
+    with _autocast(device, precision):
+        result = model(**_to(batch, device))
+    for name in ("logits", "start_logits", "end_logits"):
+        value = getattr(result, name, None)
+        if value is None:
+            continue
+        arrays = out.setdefault(name, [None] * len(rows))
+        for j, i in enumerate(index):
+            arrays[i] = _trim(name, value[j].float().cpu().numpy(), lengths[i])
 
 
 def _inputs_only(row: Row) -> Row:
@@ -588,7 +600,7 @@ def _evaluate(run: _Run, state: _State, epoch: int) -> bool:
 
     def predict(rows: list[Row]) -> dict[str, list[np.ndarray]]:
         return predict_rows(model, rows, args.eval_batch_size, args.device, task.pad_id,
-                            args.precision)
+                            args.precision, progress=args.progress)
 
     result = task.evaluate(model, predict)
     score = float(result.metrics[task.main_metric])

@@ -13,7 +13,7 @@ from torch import nn
 
 from bertforge import metrics
 from bertforge.model.task_heads import BertForQuestionAnswering
-from bertforge.tasks.common import Row
+from bertforge.tasks.common import Row, TaskDataError
 from bertforge.tasks.squad import (
     SquadExample,
     SquadPredictions,
@@ -98,6 +98,8 @@ def squad_setup(train_file: str | os.PathLike | None, dev_file: str | os.PathLik
     train = (read_squad(train_file, options.version, skip_bad_answers, train_articles)
              if train_file else [])
     dev = read_squad(dev_file, options.version, False, dev_articles)
+    if not dev:  # scoring nothing failed after training, on a missing model output
+        raise TaskDataError(f"{dev_file}: no questions to evaluate on")
     dev_rows = features(tokenizer, dev, options, training=False)
     overrides = {} if model.dropout is None else {"hidden_dropout_prob": model.dropout}
     qa = BertForQuestionAnswering.from_pretrained(model.model_dir, **overrides)
