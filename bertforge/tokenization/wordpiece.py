@@ -83,6 +83,12 @@ class BertTokenizer:
     """WordPiece tokenizer. Build with ``from_vocab`` or ``load_tokenizer(path)``."""
 
     def __init__(self, backend: Tokenizer, lowercase: bool, source: str = "<memory>") -> None:
+        # A tokenizer.json saved by transformers may carry the engine's own truncation and
+        # padding (all-MiniLM-L6-v2's: 128 tokens, padded to 128). bertforge truncates and
+        # pads itself, and code that calls the engine directly (the corpus encoder) needs
+        # every token: with them left on, `data create` kept 128 ids per batch of text.
+        backend.no_truncation()
+        backend.no_padding()
         self.backend = backend
         self.lowercase = lowercase
         self.source = source
@@ -169,7 +175,8 @@ class BertTokenizer:
 
     def encode(self, text: str, pair: str | None = None, max_length: int | None = None,
                truncation: Truncation = "longest_first") -> Encoding:
-        """``[CLS] text [SEP] (pair [SEP])`` with ids, segment ids, tokens and offsets."""
+        """``[CLS] text [SEP] (pair [SEP])`` with ids, segment ids, tokens and offsets; an
+        empty ``pair`` is none."""
         return self.encode_each([text], None if pair is None else [pair], max_length,
                                 truncation)[0][0]
 
@@ -206,7 +213,10 @@ class BertTokenizer:
             raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
         self.backend.no_truncation()
         self.backend.no_padding()
-        inputs = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
+        # an empty (or None) second segment is no second segment, as transformers'
+        # tokenizer(text, "") and Google's `if example.text_b:` have it: [CLS] A [SEP]
+        inputs = list(texts) if pairs is None else [
+            (t, p) if p else t for t, p in zip(texts, pairs, strict=True)]
         with _rust_errors():
             encoded = self.backend.encode_batch(inputs)
         out = [Encoding(e) for e in encoded]
@@ -214,7 +224,7 @@ class BertTokenizer:
             return out, []
         cut = [i for i, enc in enumerate(encoded) if len(enc.ids) > max_length]
         for i in cut:  # only the inputs that are too long are redone
-            out[i] = self._truncated(texts[i], None if pairs is None else pairs[i],
+            out[i] = self._truncated(texts[i], pairs[i] or None if pairs is not None else None,
                                      max_length, truncation)
         return out, cut
 

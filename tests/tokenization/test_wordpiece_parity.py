@@ -150,3 +150,24 @@ def test_mask_token_in_text_stays_one_token():
     enc = tok.encode("The capital of France is [MASK].")
     assert "[MASK]" in enc.tokens
     assert enc.ids[enc.tokens.index("[MASK]")] == tok.mask_id == 103
+
+
+def test_an_empty_second_segment_is_none_as_in_transformers():
+    """transformers' tokenizer(a, "") and Google's ``if example.text_b:`` both give
+    ``[CLS] a [SEP]`` for an empty second segment (not ``[CLS] a [SEP] [SEP]``); on real
+    MRPC pairs, half with the second sentence emptied, with and without truncation."""
+    vocab = need_data("vocab", "bert_uncased_en_vocab.txt")
+    ours = load_tokenizer(vocab)
+    theirs, legacy = references(vocab, True)
+    rows = need_data("glue", "MRPC", "dev.tsv").read_text(encoding="utf-8").splitlines()[1:21]
+    firsts = [r.split("\t")[3] for r in rows]
+    seconds = ["" if i % 2 else r.split("\t")[4] for i, r in enumerate(rows)]  # half empty
+    batch = ours.encode_batch(firsts, seconds, max_length=24)
+    for a, b, enc in zip(firsts, seconds, batch.encodings, strict=True):
+        # truncating a real pair, Google's rule = the pure-Python reference (see above)
+        ref = (theirs if b == "" else legacy)(a, b, truncation="longest_first", max_length=24,
+                                               return_token_type_ids=True)
+        assert enc.ids == ref["input_ids"] and enc.type_ids == ref["token_type_ids"], (a, b)
+        assert ours.encode(a, b).ids == theirs(a, b)["input_ids"]
+    # (transformers' old pure-Python BertTokenizer alone adds the second [SEP])
+    assert legacy("a", "")["input_ids"][-2:] == [102, 102]
