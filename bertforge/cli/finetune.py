@@ -138,8 +138,15 @@ def article_slice(text: str | None) -> slice | None:
 
 def model_options(args: argparse.Namespace) -> object:
     from bertforge.training.finetune_tasks import ModelOptions
-    return ModelOptions(args.model, args.max_length or DEFAULT_MAX_LENGTH.get(args.task, 128),
-                        getattr(args, "dropout", None), getattr(args, "pooling", None))
+    max_length = args.max_length or DEFAULT_MAX_LENGTH.get(args.task, 128)
+    if args.model and args.max_length:  # checked before any data is read or trained on
+        positions = config_from(args.model).max_position_embeddings
+        if max_length > positions:
+            raise FinetuneUsageError(f"--max-length {max_length} exceeds the model's "
+                                     f"{positions} positions (max_position_embeddings); "
+                                     f"use --max-length {positions} or less")
+    return ModelOptions(args.model, max_length, getattr(args, "dropout", None),
+                        getattr(args, "pooling", None))
 
 
 def saved_labels(model_dir: str) -> LabelMap | None:

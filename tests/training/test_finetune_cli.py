@@ -120,6 +120,17 @@ def test_unseen_dev_label_is_a_one_line_error(tiny_dir: Path, tmp_path: Path,
     assert "d.csv:2: label 'neutral' was not seen in training" in capsys.readouterr().err
 
 
+def test_max_length_beyond_the_positions_is_refused_before_training(
+        tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "t.csv").write_text("text,label\ngood,pos\nbad,neg\n")
+    code = main(["finetune", "classify", "--train", str(tmp_path / "t.csv"), "--dev",
+                 str(tmp_path / "t.csv"), "--model", str(tiny_dir), "--out",
+                 str(tmp_path / "o"), "--max-length", "1000", *FAST])
+    assert code == 2
+    assert "--max-length 1000 exceeds the model's 512 positions" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "metrics.jsonl").exists()
+
+
 def _squad_slice(tmp_path: Path) -> Path:
     data = json.loads(need_data("squad-v1.1", "dev-v1.1.json").read_text())
     for article in data["data"][:2]:
