@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION")
     train = sub.add_parser("train", help="learn a WordPiece vocabulary from text files")
     train.add_argument("--corpus", nargs="+", default=None, metavar="FILE",
-                       help="text files (.gz allowed), directories or globs")
+                       help="text files (.gz allowed), directories (their .txt files, or "
+                            "every file when none is .txt) or globs")
     train.add_argument("--vocab-size", type=int, default=30522)
     train.add_argument("--out", metavar="DIR", default=None)
     train.add_argument("--cased", action="store_true", help="keep case and accents")
@@ -28,15 +29,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     enc.set_defaults(_parser=enc)
 
 
-def expand_paths(specs: list[str]) -> list[Path]:
-    """Files, directories (every file inside, sorted) and globs -> a sorted file list."""
+TEXT_SUFFIXES = (".txt", ".txt.gz", ".text")
+
+
+def expand_paths(specs: list[str], suffixes: tuple[str, ...] = TEXT_SUFFIXES) -> list[Path]:
+    """Files, directories and globs -> a file list (files and globs as given; the files
+    under a directory sorted).
+
+    A directory gives its files at any depth except hidden ones (``.DS_Store``, ``.git``),
+    and when some of them end in one of ``suffixes``, only those: a corpus folder's
+    ``index.tsv`` or ``README.md`` is not text to learn from. What a directory's files
+    leave out is named on stderr."""
     import glob
 
     out: list[Path] = []
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*") if p.is_file()))
+            out.extend(_directory_files(path, suffixes))
         elif path.is_file():
             out.append(path)
         else:
@@ -45,6 +55,21 @@ def expand_paths(specs: list[str]) -> list[Path]:
                 raise FileNotFoundError(f"{spec}: no such file, directory or glob match")
             out.extend(p for p in matches if p.is_file())
     return out
+
+
+def _directory_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    files = sorted(p for p in folder.rglob("*") if p.is_file()
+                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+    if not files:
+        raise FileNotFoundError(f"{folder}: a directory with no (visible) files in it")
+    chosen = [p for p in files if p.name.lower().endswith(suffixes)] or files
+    left = [p for p in files if p not in set(chosen)]
+    if left:
+        shown = ", ".join(str(p.relative_to(folder)) for p in left[:5])
+        print(f"{folder}: reading its {len(chosen)} {'/'.join(suffixes)} file(s); left out "
+              f"{len(left)} other file(s): {shown}{' …' if len(left) > 5 else ''}",
+              file=sys.stderr)
+    return chosen
 
 
 def run(args: argparse.Namespace) -> int:
