@@ -142,7 +142,9 @@ class FeatureExtractor:
         chosen = parse_layers(layers, self.num_layers)
         if combine not in COMBINES:
             raise InferenceError(f"--combine {combine!r}: choose one of {', '.join(COMBINES)}")
-        warn_empty([i for i, t in enumerate(texts) if not t.strip()])
+        # empty: nothing in either segment (` ||| B` is a pair with an empty first one)
+        warn_empty([i for i, t in enumerate(texts) if not t.strip()
+                    and (pairs is None or not (pairs[i] or "").strip())])
         truncated: list[int] = []
         for part in chunks(len(texts), chunk_size):
             sub_pairs = None if pairs is None else pairs[part.start:part.stop]

@@ -25,3 +25,21 @@ def test_extract_out_in_a_missing_directory_is_named(minilm_dir: Path, tmp_path:
                  "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"--out {out}: directory {out.parent} does not exist" in err, err
+
+
+def test_only_inputs_empty_in_both_segments_are_called_empty(minilm_dir: Path,
+                                                            tmp_path: Path) -> None:
+    """`` ||| B`` is a pair with an empty first segment (``[CLS] [SEP] b [SEP]``, as
+    transformers encodes it), not an empty input; a blank line is one."""
+    import warnings
+
+    from bertforge.inference.extract import FeatureExtractor
+
+    words = _book_words(6)
+    fx = FeatureExtractor.from_pretrained(str(minilm_dir), device="cpu")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        out = list(fx.extract([f" ||| {' '.join(words)}", " ".join(words), "  "], layers="-1"))
+    assert out[0].tokens[:2] == ["[CLS]", "[SEP]"] and out[0].tokens[-1] == "[SEP]"
+    empty = [str(w.message) for w in seen if "empty" in str(w.message)]
+    assert len(empty) == 1 and "1 empty input(s) (numbers 3," in empty[0], empty
