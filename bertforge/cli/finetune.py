@@ -90,7 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="search lr {5e-5,3e-5,2e-5} x batch {16,32} x epochs {2,3,4}")
     g.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="bf16/fp16 autocast; auto: bf16 on a CUDA device with bf16, else fp32")
-    g.add_argument("--grad-accum", type=int, default=1)
+    g.add_argument("--grad-accum", type=int, default=1,
+                   help="micro-batches of --batch-size per update (the update's batch is "
+                        "their product)")
     g.add_argument("--eval-batch-size", type=int, default=64)
     g.add_argument("--patience", type=int, help="stop after this many epochs without gain")
     g.add_argument("--max-steps", type=int)
@@ -108,8 +110,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dev-limit", type=int, help="use only the first N dev examples (GLUE)")
     g = parser.add_argument_group("tricks (each off by default)")
     g.add_argument("--layer-decay", type=float, default=1.0,
-                   help="layer-wise lr decay factor, e.g. 0.9")
-    g.add_argument("--reinit-layers", type=int, default=0, help="re-initialise the top N layers")
+                   help="layer-wise lr decay factor, e.g. 0.9: the head and pooler get "
+                        "--lr, layer i of L (0 = bottom) lr x decay^(L - i), the "
+                        "embeddings lr x decay^(L + 1)")
+    g.add_argument("--reinit-layers", type=int, default=0,
+                   help="re-initialise the top N layers and the pooler as BERT initialises "
+                        "(N(0, initializer_range))")
     g.add_argument("--fgm-epsilon", type=float, default=0.0,
                    help="FGM adversarial training on the embeddings, e.g. 1.0")
     g.add_argument("--pooling", default=None, choices=("cls", "mean", "cls-last4"),

@@ -244,21 +244,38 @@ def _inputs_only(row: Row) -> Row:
 
 # ------------------------------------------------------------------ FGM
 def fgm_step(model: nn.Module, batch: dict[str, torch.Tensor], epsilon: float, scale: float,
-             autocast: Any) -> None:
+             autocast: Any, prior: torch.Tensor | None = None,
+             scaler: torch.amp.GradScaler | None = None) -> None:
     """Fast Gradient Method (Miyato et al. 2017): add ``epsilon * g / ||g||`` to the word
-    embeddings, accumulate the adversarial loss's gradient, restore the embeddings."""
+    embeddings, accumulate the adversarial loss's gradient (times ``scale``, through
+    ``scaler`` as the clean loss went), restore the embeddings to the bit.
+
+    ``g`` is this micro-batch's own gradient: the word embeddings' gradient less
+    ``prior``, what it held before this micro-batch's backward (gradient accumulation).
+    Only the rows of the tokens in the batch have a gradient; only they move and are
+    copied back (``(w + d) - d`` is not ``w`` in floating point)."""
     weight = model.bert.embeddings.word_embeddings.weight
     if weight.grad is None:
         return
-    norm = weight.grad.norm()
+    grad = weight.grad if prior is None else weight.grad - prior
+    norm = grad.norm()
     if not torch.isfinite(norm) or norm == 0:
         return
-    delta = epsilon * weight.grad / norm
-    weight.data.add_(delta)
-    with autocast:
-        loss = model(**batch).loss
-    (loss * scale).backward()
-    weight.data.sub_(delta)
+    rows = grad.abs().sum(dim=1).nonzero().squeeze(1)  # [R] ids of the batch's tokens
+    saved = weight.data[rows].clone()  # [R, H]
+    weight.data[rows] += grad[rows] * (epsilon / norm)
+    try:
+        with autocast:
+            loss = model(**batch).loss * scale
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+    finally:
+        weight.data[rows] = saved
+
+
+def _word_grad(model: nn.Module) -> torch.Tensor | None:
+    """A copy of the word embeddings' pending gradient (None when there is none)."""
+    grad = model.bert.embeddings.word_embeddings.weight.grad
+    return None if grad is None else grad.clone()
 
 
 # ------------------------------------------------------------------ logging
@@ -431,44 +448,80 @@ def _build(task: FinetuneTask, args: FinetuneArgs, out: Path) -> _Run:
     with torch.no_grad():
         initialise_new_weights(task.model)
     model = task.model.to(args.device)
+    _check_trainable(model, args)
     reinit_top_layers(model, args.reinit_layers)
     optimizer = build_optimizer(model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay)
     apply_layer_decay(optimizer, model, args.layer_decay)
     per_epoch, total = _steps(args, len(task.train_rows))
     schedule = build_schedule(optimizer, args.schedule, int(args.warmup_ratio * total), total)
-    scaler = torch.amp.GradScaler(enabled=args.precision == "fp16")
+    scaler = torch.amp.GradScaler(torch.device(args.device).type,
+                                  enabled=args.precision == "fp16")
     return _Run(task, args, model, optimizer, schedule, scaler, rng, out, per_epoch, total)
 
 
+def _check_trainable(model: nn.Module, args: FinetuneArgs) -> None:
+    """FGM and re-initialisation act on the encoder: refuse a frozen one (the feature-based
+    tagger), where FGM would do nothing and re-initialised layers would stay random."""
+    bert = model.bert
+    if args.fgm_epsilon > 0 and not bert.embeddings.word_embeddings.weight.requires_grad:
+        raise FinetuneError("fgm_epsilon needs trainable word embeddings, but this model's "
+                            "encoder is frozen (feature-based); leave --fgm-epsilon out")
+    top = bert.layers[-args.reinit_layers:] if args.reinit_layers > 0 else []
+    if any(not p.requires_grad for layer in top for p in layer.parameters()):
+        raise FinetuneError("reinit_layers would re-initialise layers that are frozen "
+                            "(feature-based) and leave them random; leave --reinit-layers out")
+
+
 def _train_epoch(run: _Run, state: _State) -> None:
-    """Train from the state's position to the end of its epoch (or the last step)."""
-    args, model = run.args, run.model
-    model.train()
+    """Train from the state's position to the end of its epoch (or the last step). An
+    epoch whose micro-batches do not divide by ``grad_accum`` ends with one update from the
+    last, incomplete group (their mean gradient), as :func:`_steps` counts it; nothing is
+    carried into the next epoch."""
+    args = run.args
+    run.model.train()
     run.rng.bit_generator.state = state.epoch_rng  # a no-op unless resuming mid-epoch
     micro = state.batch
     for batch in _epoch_batches(run.task, args, run.rng, skip=state.batch):
         if state.step >= run.total:
             return
-        batch = _to(batch, args.device)
-        with _autocast(args.device, args.precision):
-            loss = model(**batch).loss
-        run.scaler.scale(loss / args.grad_accum).backward()
-        if args.fgm_epsilon > 0:
-            fgm_step(model, batch, args.fgm_epsilon, 1.0 / args.grad_accum,
-                     _autocast(args.device, args.precision))
-        state.running.append(float(loss.detach()))
+        state.running.append(_backward(run, _to(batch, args.device)))
         micro += 1
-        if micro % args.grad_accum:
-            continue
-        _optimizer_step(model, run.optimizer, run.schedule, run.scaler, args.max_grad_norm)
-        state.step, state.batch = state.step + 1, micro
-        run.bar.update(1)
-        if state.step % args.log_every == 0 or state.step == run.total:
-            _log_step(run.log, run.bar, state.step, state.running, run.schedule,
-                      state.step / max(1, run.total))
-            state.running = []
-        if args.save_every and state.step % args.save_every == 0:
-            _save(run, state)
+        if micro % args.grad_accum == 0:
+            _update(run, state, micro)
+    pending = micro % args.grad_accum
+    if pending and state.step < run.total:
+        for param in run.model.parameters():
+            if param.grad is not None:
+                param.grad.mul_(args.grad_accum / pending)
+        # counted up to a whole group, so that a resume from here does not update again
+        _update(run, state, micro + args.grad_accum - pending)
+
+
+def _backward(run: _Run, batch: dict[str, torch.Tensor]) -> float:
+    """One micro-batch's loss / ``grad_accum`` backward (and FGM's); returns the loss."""
+    args, model = run.args, run.model
+    prior = _word_grad(model) if args.fgm_epsilon > 0 else None
+    with _autocast(args.device, args.precision):
+        loss = model(**batch).loss
+    run.scaler.scale(loss / args.grad_accum).backward()
+    if args.fgm_epsilon > 0:
+        fgm_step(model, batch, args.fgm_epsilon, 1.0 / args.grad_accum,
+                 _autocast(args.device, args.precision), prior, run.scaler)
+    return float(loss.detach())
+
+
+def _update(run: _Run, state: _State, micro: int) -> None:
+    """The optimizer step after ``micro`` micro-batches of the epoch; logs and saves."""
+    args = run.args
+    _optimizer_step(run.model, run.optimizer, run.schedule, run.scaler, args.max_grad_norm)
+    state.step, state.batch = state.step + 1, micro
+    run.bar.update(1)
+    if state.step % args.log_every == 0 or state.step == run.total:
+        _log_step(run.log, run.bar, state.step, state.running, run.schedule,
+                  state.step / max(1, run.total))
+        state.running = []
+    if args.save_every and state.step % args.save_every == 0:
+        _save(run, state)
 
 
 # ------------------------------------------------------------------ resumable checkpoints
@@ -589,7 +642,7 @@ def _optimizer_step(model: nn.Module, optimizer: torch.optim.Optimizer, schedule
 def _log_step(log: RunLog, bar: Any, step: int, losses: list[float], schedule: Any,
               progress: float) -> None:
     loss = float(np.mean(losses)) if losses else float("nan")
-    lr = schedule.get_last_lr()[0]
+    lr = max(schedule.get_last_lr())  # the peak group's (the head's under layer decay)
     log.write({"step": step, "loss": loss, "lr": lr, "progress": round(progress, 4)})
     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
 
