@@ -30,7 +30,8 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("--tokenizer", str, "vocabulary directory copied into checkpoints and checked "
                          "against the shards"),
     ("--max-steps", int, "optimiser steps (also the schedule's length)"),
-    ("--max-time", float, "stop after this many minutes of training"),
+    ("--max-time", float, "stop after this many minutes of training (a resumed run "
+                          "counts its earlier minutes; --init-state starts a new count)"),
     ("--batch-size", int, "global batch in instances (all processes)"),
     ("--micro-batch-size", int, "instances per forward pass and process; gradient "
                                 "accumulation makes up the rest"),
@@ -49,7 +50,8 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("--max-predictions-per-seq", int, "for dynamically masked shards [the data's]"),
     ("--seed", int, "seed of data order, masks, dropout and initial weights"),
     ("--log-every", int, "steps between metrics.jsonl records"),
-    ("--eval-every", int, "steps between evaluations on --eval-data"),
+    ("--eval-every", int, "steps between evaluations on --eval-data (the last step is "
+                          "always evaluated)"),
     ("--eval-batches", int, "micro-batches per evaluation"),
     ("--save-every", int, "steps between checkpoints"),
     ("--save-every-minutes", float, "also checkpoint after this many minutes"),

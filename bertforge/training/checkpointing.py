@@ -210,6 +210,10 @@ def verify(folder: str | os.PathLike) -> None:
     """Check every file against ``manifest.json``; raise ``CheckpointCorrupt`` naming
     the first file that is missing or differs."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointCorrupt(f"{folder}: no such checkpoint directory; pass an "
+                                f"existing {PREFIX}STEP directory, or --resume alone for "
+                                "the newest valid one in --out")
     manifest = folder / MANIFEST
     try:
         files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
@@ -246,13 +250,16 @@ def load_training_state(folder: str | os.PathLike, verified: bool = False) -> di
     """``training_state.pt`` of a checkpoint (verified against the manifest unless
     ``verified``), loaded with ``weights_only=True`` onto the CPU."""
     folder = Path(folder)
-    if not verified:
-        verify(folder)
     path = folder / STATE_FILE
+    # a model directory (e.g. OUT/final) is no checkpoint whose write was cut short
+    if not verified and (path.is_file() or (folder / MANIFEST).is_file()):
+        verify(folder)
     if not path.is_file():
+        if not folder.is_dir():
+            verify(folder)  # names the missing directory
         raise CheckpointCorrupt(f"{path}: not found; {folder} holds model weights only, "
-                                "not a resumable training checkpoint (use --init to start "
-                                "from its weights)")
+                                "not a resumable training checkpoint (--init without "
+                                "--init-state starts from its weights)")
     state = torch.load(path, map_location="cpu", weights_only=True)
     if state.get("format_version") != FORMAT_VERSION:
         raise CheckpointCorrupt(f"{path}: format_version {state.get('format_version')} is "

@@ -118,8 +118,14 @@ def pretrain(cfg: PretrainConfig) -> PretrainResult:
     info = init_distributed(device.type)
     if info.enabled and device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
+    out, fresh = Path(cfg.out), not Path(cfg.out).exists()
     try:
-        return PreTrainer(cfg, info, device).run()
+        try:
+            trainer = PreTrainer(cfg, info, device)
+        except BaseException:
+            _remove_if_empty(out if fresh else None)  # a bad setting leaves no empty --out
+            raise
+        return trainer.run()
     finally:
         shutdown(info)
 
@@ -300,8 +306,9 @@ class PreTrainer:
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.progress = Progress(**state["progress"])
-        if not data:
+        if not data:  # a new run (phase 2): its --max-time counts from 0
             self.progress.consecutive_nonfinite = 0
+            self.progress.elapsed = 0.0
             return
         self.stream.load_state_dict(state["data"])
         self._restore_rng(state["rng"])
@@ -370,15 +377,24 @@ class PreTrainer:
         bar = make_bar(cfg.max_steps, p.step, cfg.progress and self.info.is_main)
         last: dict[str, Any] = {}
         saved_step = p.step if self.resume_dir else -1
+        lr, grad_norm = self.optimizer.param_groups[0]["lr"], float("nan")
+        stop = self._stopping()
+        if stop and p.step < cfg.max_steps:
+            self._say(f"--max-time {cfg.max_time:g} minutes already used by this run "
+                      f"({p.elapsed / 60:.2f} minutes trained, step {p.step}); raise "
+                      "--max-time to train further")
         try:
-            while p.step < cfg.max_steps and not self._time_up():
+            while not stop:
                 stats, lr, grad_norm = self.train_step()
+                stop = self._stopping()
                 if stats is None:
                     continue
                 self.window += stats
                 self.window_steps += 1
-                is_eval = self.eval_data is not None and p.step % cfg.eval_every == 0
-                if p.step % cfg.log_every == 0 or is_eval or p.step == cfg.max_steps:
+                # the last step (--max-steps or --max-time) is always recorded, and
+                # evaluated when there is held-out data
+                is_eval = self.eval_data is not None and (p.step % cfg.eval_every == 0 or stop)
+                if p.step % cfg.log_every == 0 or is_eval or stop:
                     last = self._log(self.window, self.window_steps, lr, grad_norm, is_eval,
                                      bar)
                     self.window.zero_()
@@ -387,11 +403,21 @@ class PreTrainer:
                 if self._save_due():
                     self.save()
                     saved_step = p.step
+            if self.window_steps:  # steps not yet recorded (the last ones skipped, or a
+                # resumed run whose --max-time was already up)
+                last = self._log(self.window, self.window_steps, lr, grad_norm,
+                                 self.eval_data is not None, bar)
+                self.window.zero_()
+                self.window_steps = 0
         finally:
             bar.close()
         if saved_step != p.step:
             self.save()
         return self._finish(last)
+
+    def _stopping(self) -> bool:
+        """True once --max-steps are done or --max-time is up (collective)."""
+        return self.progress.step >= self.cfg.max_steps or self._time_up()
 
     def train_step(self) -> tuple[torch.Tensor | None, float, float]:
         """One optimiser step. Returns the step's summed statistics (None if skipped for
@@ -617,6 +643,14 @@ VOCAB_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")
 
 def _has_vocab(folder: Path) -> bool:
     return folder.is_dir() and any((folder / n).is_file() for n in VOCAB_FILES[:2])
+
+
+def _remove_if_empty(folder: Path | None) -> None:
+    """Remove ``folder`` if it is an empty directory (another process may have filled or
+    removed it meanwhile: then leave it)."""
+    with contextlib.suppress(OSError):
+        if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _vocab_files(folder: Path | None) -> dict[str, Path]:
