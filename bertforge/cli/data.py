@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _create(args: argparse.Namespace) -> int:
-    from bertforge.cli.tokenizer import expand_paths
+    from bertforge.cli.tokenizer import TEXT_SUFFIXES, expand_paths
     from bertforge.pretraining import CreateConfig, create_pretraining_data
     from bertforge.tokenization import load_tokenizer
 
@@ -86,7 +86,8 @@ def _create(args: argparse.Namespace) -> int:
     if given.get("objective") == "mlm":  # the training objective's name for it
         given["objective"] = "none"
     config = CreateConfig(**given, whole_word_mask=bool(args.whole_word_mask))
-    files = expand_paths(args.input)
+    files = expand_paths(args.input, (".jsonl", ".jsonl.gz", ".json") if
+                         config.input_format == "jsonl" else TEXT_SUFFIXES)
     tokenizer = load_tokenizer(args.tokenizer)
     progress = not args.quiet and sys.stderr.isatty()
     meta = create_pretraining_data(files, tokenizer, args.out, config, workers=args.workers,

@@ -35,3 +35,24 @@ def test_an_empty_folder_is_an_error(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no .visible. files"):
         expand_paths([str(tmp_path / "empty")])
+
+
+def test_data_create_reads_a_jsonl_folders_jsonl_files(tmp_path: Path, capsys):
+    import json
+
+    from bertforge.cli.main import main
+    from bertforge.pretraining.shards import ShardDataset
+
+    books = sorted(need_data("corpus-en-books").rglob("*.txt"))[:2]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, book in enumerate(books):
+        text = book.read_text(encoding="utf-8")[:20000]
+        (corpus / f"part-{i}.jsonl").write_text(json.dumps({"text": text}) + "\n")
+    (corpus / "README.txt").write_text("Two books, one JSON object each.\n")
+    code = main(["data", "create", "--input", str(corpus), "--input-format", "jsonl",
+                 "--tokenizer", str(need_data("vocab", "bert_uncased_en_vocab.txt")),
+                 "--out", str(tmp_path / "o"), "--max-seq-length", "64", "--quiet"])
+    assert code == 0
+    assert "left out 1 other file(s): README.txt" in capsys.readouterr().err
+    assert ShardDataset(tmp_path / "o").meta["counts"]["documents"] == 2
