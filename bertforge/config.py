@@ -9,6 +9,7 @@ Stdlib only: nothing here imports torch.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -20,6 +21,7 @@ HIDDEN_ACTS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh", "silu")
 OBJECTIVES = ("mlm_nsp", "mlm", "mlm_sop", "ltr")
 # initial weights of a new model for pre-training (bertforge/model/init.py)
 INIT_SCHEMES = ("bert", "local")
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
 class ConfigError(ValueError):
@@ -50,6 +52,12 @@ class BertConfig:
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.id2label, dict):  # JSON keys are strings: label ids are ints
+            try:
+                self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            except (TypeError, ValueError):
+                raise ConfigError(f"BertConfig: id2label keys must be label ids (integers), "
+                                  f"got {list(self.id2label)!r}") from None
         self.validate()
 
     # ------------------------------------------------------------------ checks
@@ -65,6 +73,11 @@ class BertConfig:
                 f"{source}: hidden_size ({self.hidden_size}) is not divisible by "
                 f"num_attention_heads ({self.num_attention_heads}); pick heads so that "
                 f"hidden_size / heads is a whole number (BERT uses 64 per head)")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob",
+                     "initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             value = getattr(self, name)
             if not 0.0 <= float(value) < 1.0:
@@ -72,11 +85,18 @@ class BertConfig:
         if self.hidden_act not in HIDDEN_ACTS:
             raise ConfigError(f"{source}: hidden_act {self.hidden_act!r} is not one of "
                               f"{HIDDEN_ACTS}")
-        if not 0 <= self.pad_token_id < self.vocab_size:
+        if (not isinstance(self.pad_token_id, int) or isinstance(self.pad_token_id, bool)
+                or not 0 <= self.pad_token_id < self.vocab_size):
             raise ConfigError(f"{source}: pad_token_id {self.pad_token_id} outside vocab "
                               f"of size {self.vocab_size}")
         if self.initializer_range <= 0 or self.layer_norm_eps <= 0:
             raise ConfigError(f"{source}: initializer_range and layer_norm_eps must be > 0")
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"{source}: problem_type {self.problem_type!r} is not one of "
+                              f"{PROBLEM_TYPES} (or null: inferred from the labels)")
+        if self.id2label is not None and not isinstance(self.id2label, dict):
+            raise ConfigError(f"{source}: id2label must be a mapping of label id -> name, "
+                              f"got {type(self.id2label).__name__}")
 
     @property
     def head_size(self) -> int:
@@ -159,8 +179,28 @@ class BertConfig:
         Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     def replace(self, **changes: Any) -> BertConfig:
-        """A copy with ``changes`` applied (and validated)."""
+        """A copy with ``changes`` applied (and validated). The copy owns its ``extra`` and
+        ``id2label`` (changing them leaves this config alone). ``num_labels=K`` (as in
+        transformers) stands for ``id2label={0: "LABEL_0", …}`` unless ``id2label`` is given."""
+        num_labels = changes.pop("num_labels", None)
+        if num_labels is not None and "id2label" not in changes:
+            if not isinstance(num_labels, int) or isinstance(num_labels, bool) or num_labels < 1:
+                raise ConfigError(f"num_labels must be a positive integer, got {num_labels!r}")
+            if num_labels != self.num_labels or self.id2label is None:
+                changes["id2label"] = {i: f"LABEL_{i}" for i in range(num_labels)}
+        _check_field_names(changes, "BertConfig.replace")
+        changes.setdefault("extra", copy.deepcopy(self.extra))
+        changes.setdefault("id2label", None if self.id2label is None else dict(self.id2label))
         return dataclasses.replace(self, **changes)
+
+
+def _check_field_names(values: dict[str, Any], where: str) -> None:
+    """ConfigError naming the unknown fields among ``values`` and the known ones."""
+    names = [f.name for f in dataclasses.fields(BertConfig)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(f"{where}: unknown config field(s) {', '.join(map(repr, unknown))}; "
+                          f"known fields: {', '.join(names)}, and num_labels")
 
 
 # ---------------------------------------------------------------------- presets
@@ -196,7 +236,10 @@ def preset(name: str, **overrides: Any) -> BertConfig:
     key = ALIASES.get(name, name)
     if key not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
-    return BertConfig(**{**PRESETS[key], **overrides})
+    num_labels = overrides.pop("num_labels", None)
+    _check_field_names(overrides, f"preset {name!r}")
+    config = BertConfig(**{**PRESETS[key], **overrides})
+    return config if num_labels is None else config.replace(num_labels=num_labels)
 
 
 # ------------------------------------------------------------ parameter count

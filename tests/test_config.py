@@ -122,3 +122,49 @@ def test_a_label_count_without_names_gives_transformers_names(tmp_path):
     loaded = BertForSequenceClassification.from_pretrained(str(tmp_path))
     assert loaded.head.classifier.out_features == 3
     assert torch.equal(loaded.head.classifier.weight, model.classifier.weight)
+
+
+# ---------------------------------------------------------------- audit 5
+def test_audit5_replace_gives_a_copy_that_owns_its_dicts():
+    """Changing a replaced config's ``extra`` or ``id2label`` must not change the original
+    (dataclasses.replace alone hands the same dict objects to both)."""
+    original = BertConfig(id2label={0: "a", 1: "b"}, extra={"pooling": "mean"})
+    copy_ = original.replace(num_hidden_layers=2)
+    copy_.extra["pooling"] = "cls"
+    copy_.id2label[2] = "c"
+    assert original.extra == {"pooling": "mean"}
+    assert original.id2label == {0: "a", 1: "b"}
+
+
+def test_audit5_num_labels_override_as_transformers():
+    transformers = pytest.importorskip("transformers")
+    theirs = transformers.BertConfig(num_labels=3)
+    ours = BertConfig().replace(num_labels=3)
+    assert ours.num_labels == theirs.num_labels == 3
+    assert ours.id2label == theirs.id2label
+    assert preset("tiny", num_labels=5).num_labels == 5
+    # the labels given win over a count
+    assert BertConfig().replace(num_labels=3, id2label={0: "x"}).id2label == {0: "x"}
+
+
+def test_audit5_unknown_fields_are_config_errors_naming_them():
+    with pytest.raises(ConfigError, match="'hidden'"):
+        BertConfig().replace(hidden=3)
+    with pytest.raises(ConfigError, match="'vocab'"):
+        preset("mini", vocab=100)
+
+
+def test_audit5_string_label_ids_become_ints_as_in_transformers():
+    transformers = pytest.importorskip("transformers")
+    labels = {"0": "negative", "1": "positive"}
+    assert BertConfig(id2label=labels).id2label == transformers.BertConfig(
+        id2label=labels).id2label == {0: "negative", 1: "positive"}
+
+
+@pytest.mark.parametrize("field, value", [
+    ("hidden_dropout_prob", "0.1"), ("attention_probs_dropout_prob", "abc"),
+    ("pad_token_id", None), ("initializer_range", "x"), ("problem_type", "classify"),
+])
+def test_audit5_wrong_values_are_config_errors(field, value):
+    with pytest.raises(ConfigError, match=field):
+        BertConfig(**{field: value})

@@ -145,3 +145,19 @@ def as_list(texts: str | Iterable[str]) -> list[str]:
         if not isinstance(item, str):
             raise InferenceError(f"input {i + 1} is {type(item).__name__}, expected str")
     return items
+
+
+def check_pairs(texts: list[str], pairs: str | Iterable[str | None] | None
+                ) -> list[str | None] | None:
+    """``pairs`` as a list aligned with ``texts`` (a single string is one pair; None items
+    are single-segment inputs), or an error when the counts differ."""
+    if pairs is None:
+        return None
+    items = [pairs] if isinstance(pairs, str) else list(pairs)
+    for i, item in enumerate(items):
+        if item is not None and not isinstance(item, str):
+            raise InferenceError(f"pair {i + 1} is {type(item).__name__}, expected str")
+    if len(items) != len(texts):
+        raise InferenceError(f"{len(texts)} texts but {len(items)} pairs: give one pair per "
+                             "text (None for a text without one)")
+    return items

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from bertforge.inference.batching import (
     as_list,
+    check_pairs,
     chunks,
     encode_inputs,
     iter_batches,
@@ -124,20 +125,23 @@ class Embedder:
         """[N, H] float32 embeddings, row i for input i."""
         return self.encode(texts, batch_size=batch_size, progress=progress)
 
-    def encode(self, texts: str | Iterable[str], pairs: Iterable[str] | None = None,
+    def encode(self, texts: str | Iterable[str], pairs: str | Iterable[str] | None = None,
                batch_size: int = 32, progress: bool | None = None) -> np.ndarray:
-        """[N, H] float32 embeddings of ``texts`` (or of ``text [SEP] pair`` inputs)."""
+        """[N, H] float32 embeddings of ``texts`` (or of ``text [SEP] pair`` inputs; one
+        pair per text, a single string being one)."""
         texts = as_list(texts)
+        pairs = check_pairs(texts, pairs)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for start, block in self.iter_encode(texts, pairs, batch_size, progress):
             out[start:start + len(block)] = block
         return out
 
-    def iter_encode(self, texts: list[str], pairs: Iterable[str] | None = None,
+    def iter_encode(self, texts: str | Iterable[str], pairs: str | Iterable[str] | None = None,
                     batch_size: int = 32, progress: bool | None = None
                     ) -> Iterator[tuple[int, np.ndarray]]:
         """(start, [n, H] block) pieces in input order, so that huge inputs can stream."""
-        pairs = None if pairs is None else list(pairs)
+        texts = as_list(texts)
+        pairs = check_pairs(texts, pairs)
         warn_empty([i for i, t in enumerate(texts) if not t.strip()])
         bar = progress_bar(len(texts), "embed", progress)
         truncated: list[int] = []

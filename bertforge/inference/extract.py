@@ -23,7 +23,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bertforge.inference.batching import as_list, chunks, encode_inputs, iter_batches
+from bertforge.inference.batching import (
+    as_list,
+    check_pairs,
+    chunks,
+    encode_inputs,
+    iter_batches,
+)
 from bertforge.inference.common import (
     InferenceError,
     check_max_length,
@@ -130,7 +136,13 @@ class FeatureExtractor:
             counts += [len(e) for e in encodings]
         return counts
 
-    def extract(self, texts: str | Iterable[str], pairs: Iterable[str] | None = None,
+    def __call__(self, texts: str | Iterable[str], pairs: str | Iterable[str] | None = None,
+                 layers: str | Sequence[int] = "-1,-2,-3,-4", combine: str = "none",
+                 batch_size: int = 32) -> list[TokenFeatures]:
+        """Every input's :class:`TokenFeatures` as a list (``extract`` streams them)."""
+        return list(self.extract(texts, pairs, layers, combine, batch_size))
+
+    def extract(self, texts: str | Iterable[str], pairs: str | Iterable[str] | None = None,
                 layers: str | Sequence[int] = "-1,-2,-3,-4", combine: str = "none",
                 batch_size: int = 32, chunk_size: int = 256, progress: tqdm | None = None
                 ) -> Iterator[TokenFeatures]:
@@ -138,7 +150,7 @@ class FeatureExtractor:
         ``A ||| B`` is a sentence pair (Google's convention). Inputs are sorted by
         length within windows of ``chunk_size`` (which bounds the memory held)."""
         texts = as_list(texts)
-        texts, pairs = split_pairs(texts) if pairs is None else (texts, list(pairs))
+        texts, pairs = split_pairs(texts) if pairs is None else (texts, check_pairs(texts, pairs))
         chosen = parse_layers(layers, self.num_layers)
         if combine not in COMBINES:
             raise InferenceError(f"--combine {combine!r}: choose one of {', '.join(COMBINES)}")

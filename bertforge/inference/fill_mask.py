@@ -158,8 +158,16 @@ class FillMask:
         out = []
         for token, token_id, score in zip(tokens, ids, scores, strict=True):
             filled = seq[:col] + [token_id] + seq[col + 1:]
-            out.append(MaskPrediction(token, token_id, score, self.tokenizer.decode(filled)))
+            out.append(MaskPrediction(token, token_id, score, self._decode(filled)))
         return out
+
+    def _decode(self, ids: list[int]) -> str:
+        """The text of ``ids`` without [CLS], [SEP], [PAD] and [UNK], but with the other
+        [MASK]s of the input kept (as transformers' fill-mask shows them): dropping them
+        would turn "I [MASK] you [MASK] much" into "I love you much"."""
+        drop = self.tokenizer.special_ids() - {self.mask_id}
+        return self.tokenizer.decode([i for i in ids if i not in drop],
+                                     skip_special_tokens=False)
 
 
 def _clip(text: str, limit: int = 60) -> str:

@@ -11,14 +11,16 @@ Legend: B = batch, S = sequence length, H = hidden size, C = choices, K = labels
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bertforge.config import BertConfig
+from bertforge.config import PROBLEM_TYPES, BertConfig
 from bertforge.model.bert import BertModel, BertOutput, init_weights
 from bertforge.model.dropout import Dropout
 
@@ -26,10 +28,12 @@ IGNORE_INDEX = -100
 POOLINGS = ("cls", "mean", "cls-last4")
 
 
+_T = TypeVar("_T", bound="_TaskModel")  # the subclass from_pretrained returns (3.10: no Self)
+
+
 def last_layers(config: BertConfig) -> int:
     """How many top layers the "last four" features use: 4, or all L+1 when L < 3."""
     return min(4, config.num_hidden_layers + 1)
-PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 
 
 @dataclass
@@ -71,13 +75,14 @@ class _TaskModel(nn.Module):
     config: BertConfig
 
     @classmethod
-    def from_pretrained(cls, path: str, **overrides: object) -> _TaskModel:
+    def from_pretrained(cls: type[_T], path: str | os.PathLike, **overrides: object) -> _T:
         """Load a checkpoint directory; a head the checkpoint lacks is initialised at random.
-        ``overrides`` are config fields (``id2label``, ``problem_type``, dropout …)."""
+        ``overrides`` are config fields (``id2label`` or ``num_labels``, ``problem_type``,
+        dropout …)."""
         from bertforge.interop.checkpoint import load_pretrained
         return load_pretrained(cls, path, **overrides)
 
-    def save_pretrained(self, path: str, tokenizer: object = None) -> None:
+    def save_pretrained(self, path: str | os.PathLike, tokenizer: object = None) -> None:
         """Write ``config.json`` (label map included) + ``model.safetensors`` (+ tokenizer)."""
         from bertforge.interop.checkpoint import save_pretrained
         save_pretrained(self, path, tokenizer=tokenizer)

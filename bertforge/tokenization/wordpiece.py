@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +31,8 @@ SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 GOOGLE_MAX_CHARS_PER_WORD = 200
 
 Truncation = Literal["longest_first", "only_first", "only_second"] | None
+TRUNCATIONS = ("longest_first", "only_first", "only_second", None)
+PADDINGS = ("longest", "max_length")
 
 
 class TokenizerError(ValueError):
@@ -180,11 +182,17 @@ class BertTokenizer:
         return self.encode_each([text], None if pair is None else [pair], max_length,
                                 truncation)[0][0]
 
-    def encode_batch(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+    def encode_batch(self, texts: str | Iterable[str], pairs: str | Iterable[str] | None = None,
                      max_length: int | None = None, truncation: Truncation = "longest_first",
-                     padding: Literal["longest", "max_length"] = "longest") -> BatchEncoding:
+                     padding: Literal["longest", "max_length", True] = "longest"
+                     ) -> BatchEncoding:
         """Encode many inputs in parallel and pad them into int64 [B, S] arrays.
-        The ``encodings`` are unpadded."""
+        The ``encodings`` are unpadded. A single string is a batch of one input.
+        ``padding=True`` (transformers' spelling) is ``"longest"``."""
+        if padding is True:
+            padding = "longest"
+        if padding not in PADDINGS:
+            raise ValueError(f"padding {padding!r}: choose one of {PADDINGS}")
         if padding == "max_length" and max_length is None:
             raise ValueError("padding='max_length' needs max_length")
         encodings, _ = self.encode_each(texts, pairs, max_length, truncation)
@@ -199,23 +207,29 @@ class BertTokenizer:
             ids[row, :n], type_ids[row, :n], mask[row, :n] = enc.ids, enc.type_ids, 1
         return BatchEncoding(ids, type_ids, mask, encodings)
 
-    def encode_each(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
+    def encode_each(self, texts: str | Iterable[str], pairs: str | Iterable[str] | None = None,
                     max_length: int | None = None, truncation: Truncation = "longest_first"
                     ) -> tuple[list[Encoding], list[int]]:
         """Unpadded encodings of every input, and the positions of the inputs that had to be
-        cut to ``max_length``.
+        cut to ``max_length``. ``texts`` and ``pairs`` are strings or iterables of strings
+        (a single string is one input, never a sequence of characters).
 
         Everything is encoded in one parallel call; inputs over ``max_length`` are then
         re-encoded segment by segment, cut here and joined with the special tokens. The
         Rust engine's own truncation is not used: on a long pair it builds every
         combination of overflowing windows and can exhaust memory."""
-        if pairs is not None and len(pairs) != len(texts):
-            raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation {truncation!r}: choose one of {TRUNCATIONS}")
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if pairs is not None:
+            pairs = [pairs] if isinstance(pairs, str) else list(pairs)
+            if len(pairs) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
         self.backend.no_truncation()
         self.backend.no_padding()
         # an empty (or None) second segment is no second segment, as transformers'
         # tokenizer(text, "") and Google's `if example.text_b:` have it: [CLS] A [SEP]
-        inputs = list(texts) if pairs is None else [
+        inputs = texts if pairs is None else [
             (t, p) if p else t for t, p in zip(texts, pairs, strict=True)]
         with _rust_errors():
             encoded = self.backend.encode_batch(inputs)
