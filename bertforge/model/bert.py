@@ -355,6 +355,7 @@ class BertModel(nn.Module):
         and the last layer computes only those rows and [CLS] (its keys and values still
         come from every token): the same function for a fraction of the last layer's work.
         """
+        self._check_inputs(input_ids, token_type_ids, attention_mask, sequence_ids)
         _, seq_len = input_ids.shape
         if seq_len > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {seq_len} exceeds max_position_embeddings "
@@ -398,6 +399,30 @@ class BertModel(nn.Module):
             hidden_states=tuple(hidden) if output_hidden_states else None,
             attentions=tuple(attentions) if output_attentions else None,
         )
+
+    def _check_inputs(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None,
+                      attention_mask: torch.Tensor | None,
+                      sequence_ids: torch.Tensor | None) -> None:
+        """Shapes always; id ranges on the CPU (elsewhere reading them would make the host
+        wait for the device in every forward), outside tracing. Errors name the input."""
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be [batch, sequence], got shape "
+                             f"{list(input_ids.shape)}; for one input use input_ids[None]")
+        for name, t in (("token_type_ids", token_type_ids),
+                        ("attention_mask", attention_mask), ("sequence_ids", sequence_ids)):
+            if t is not None and t.shape != input_ids.shape:
+                raise ValueError(f"{name} has shape {list(t.shape)} but input_ids has "
+                                 f"{list(input_ids.shape)}; they must be the same")
+        if input_ids.device.type != "cpu" or _tracing() or not input_ids.numel():
+            return
+        for name, t, limit, field in (
+                ("input_ids", input_ids, self.config.vocab_size, "vocab_size"),
+                ("token_type_ids", token_type_ids, self.config.type_vocab_size,
+                 "type_vocab_size")):
+            if t is not None and (int(t.min()) < 0 or int(t.max()) >= limit):
+                raise ValueError(f"{name} holds {int(t.min())}..{int(t.max())}, outside the "
+                                 f"model's 0..{limit - 1} ({field} {limit}); was the input "
+                                 "encoded with another vocabulary?")
 
     def last_layer_at(self, x: torch.Tensor, mask: torch.Tensor | None,
                       positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
