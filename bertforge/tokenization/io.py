@@ -24,6 +24,8 @@ def read_utf8_lines(path: str | os.PathLike, error: type[Exception] = TokenizerE
     """The lines of a UTF-8 text file: no line endings, no byte-order mark, and a final
     newline adds no line. Invalid UTF-8 raises ``error`` as ``FILE:LINE:COLUMN: …``."""
     path = Path(path)
+    if path.is_dir():
+        raise error(f"{path}: is a directory; give a text file (one input per line)")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: input file not found")
     data = path.read_bytes()

@@ -43,3 +43,12 @@ def test_only_inputs_empty_in_both_segments_are_called_empty(minilm_dir: Path,
     assert out[0].tokens[:2] == ["[CLS]", "[SEP]"] and out[0].tokens[-1] == "[SEP]"
     empty = [str(w.message) for w in seen if "empty" in str(w.message)]
     assert len(empty) == 1 and "1 empty input(s) (numbers 3," in empty[0], empty
+
+
+@pytest.mark.parametrize("command", ["embed", "extract"])
+def test_a_directory_as_input_is_named_as_one(command: str, minilm_dir: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / ("v.npy" if command == "embed" else "f.jsonl")
+    assert main([command, "--model", str(minilm_dir), "--input", str(tmp_path),
+                 "--out", str(out)]) == 2
+    assert f"{tmp_path}: is a directory; give a text file" in capsys.readouterr().err
