@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--compile", action="store_true", help="torch.compile our model")
     parser.add_argument("--compile-mode", default=None,
@@ -320,8 +320,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("bertforge bench compares against transformers: pip install "
                          "'bertforge[bench]'") from None
+    from bertforge.inference.common import resolve_device
     from bertforge.model.bert import set_low_precision_norms
     from bertforge.tokenization import load_tokenizer
+
+    args.device = str(resolve_device(args.device))  # a one-line error where CUDA is absent
 
     data = Path(args.data_dir)
     vocab = Path(args.vocab) if args.vocab else data / "vocab" / "bert_uncased_en_vocab.txt"

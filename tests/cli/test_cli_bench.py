@@ -70,3 +70,11 @@ def test_pretrain_batches_follow_the_masking_rule():
     # 80% of the chosen tokens become [MASK] (the rest stay or turn random): ~900 draws
     assert abs(sum(mask_share) / len(mask_share) - 0.8) < 0.06
     assert useful_flops(preset("tiny"), batches, "pretrain") > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
+def test_bench_on_a_missing_gpu_is_a_one_line_error(capsys):
+    code = main(["bench", "inference", "--preset", "tiny", "--device", "cuda", "--steps", "1"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and "Traceback" not in err
