@@ -321,8 +321,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("bertforge bench compares against transformers: pip install "
                          "'bertforge[bench]'") from None
     from bertforge.inference.common import resolve_device
-    from bertforge.model.bert import set_low_precision_norms
     from bertforge.tokenization import load_tokenizer
+    from bertforge.training.precision import bf16_norms
 
     args.device = str(resolve_device(args.device))  # a one-line error where CUDA is absent
 
@@ -335,8 +335,8 @@ def run(args: argparse.Namespace) -> int:
     batches = make_batches(tok, args.mode, args.seq_len, args.batch_size,
                            args.warmup + args.steps, args.seed, data)
     batches = [{k: v.to(args.device) for k, v in b.items()} for b in batches]
-    if args.fp32_norms:
-        set_low_precision_norms(ours, False)
+    if not args.fp32_norms:  # as bertforge's training runs bf16 (the parity check too)
+        bf16_norms(ours)
     ours_step, theirs_step = _step_fns(args.mode, ours, theirs, args.device)
     compiled = args.compile or args.compile_mode is not None
     if compiled:

@@ -15,7 +15,7 @@ from pathlib import Path
 from bertforge.cli.finetune import add_data_arguments, need, task_factory
 from bertforge.inference.common import resolve_device
 from bertforge.training.finetune import predict_rows
-from bertforge.training.precision import PRECISIONS, resolve_precision
+from bertforge.training.precision import PRECISIONS, bf16_norms, resolve_precision
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     precision = resolve_precision(args.precision, device)
     task = task_factory(args, training=False)()
     model = task.model.to(device).eval()
+    if precision == "bf16":
+        bf16_norms(model)
 
     def predict(rows: list) -> dict:
         return predict_rows(model, rows, args.batch_size, device, task.pad_id, precision,

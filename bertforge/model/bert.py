@@ -4,9 +4,9 @@ Legend for shape comments (one per function where reshapes happen):
     B = batch size           S = sequence length       H = hidden size
     N = attention heads      D = head size (H / N)     I = intermediate size
 
-This file is single-device forward code: no device moves, no printing. Precision
-(autocast), compilation and parallelism are applied from outside; LayerNorm only decides
-which dtype it hands on under bf16 autocast (see its docstring).
+This file is single-device forward code: no device moves, no autocast, no
+printing. Precision, compilation and parallelism are applied from outside. Dropping
+padding (``Unpadded``) lives in ``unpad.py``.
 Checkpoint name mapping lives in ``bertforge.interop``; heads in ``heads.py``.
 """
 
@@ -21,6 +21,7 @@ from torch import nn
 
 from bertforge.config import BertConfig
 from bertforge.model.dropout import Dropout, _AttentionDropout, dropout, quantized
+from bertforge.model.unpad import Unpadded, packed_positions, run_starts
 
 UNPAD_MIN_PADDING = 0.1  # share of padding from which dropping it pays (see BertModel.forward)
 # where unpadding pays. Not on CUDA (H100, bench/RESULTS.md): there the host waits for
@@ -40,86 +41,6 @@ class BertOutput:
     attentions: tuple[torch.Tensor, ...] | None = None  # L of [B, N, S, S], post-softmax
 
 
-@dataclass
-class Unpadded:
-    """Where the T real tokens of a [B, S] batch sit, and how attention sees them.
-
-    Linear layers, LayerNorm and the activation run on [T, H] (padding costs nothing
-    there). Attention runs on [R, W]: one row per sequence (R = rows of the batch, or
-    every sequence of packed rows), W = the longest sequence; ``slot`` [T] says where each
-    token goes in the flattened R * W, ``key_mask`` [R, 1, 1, W] which slots are real.
-    """
-
-    index: torch.Tensor  # [T], int64 positions of real tokens in the flattened batch
-    batch: int
-    seq_len: int
-    slot: torch.Tensor  # [T], int64 positions of real tokens in the flattened [R, W]
-    rows: int
-    width: int
-    key_mask: torch.Tensor | None  # [R, 1, 1, W] bool, None when every sequence fills W
-
-    @classmethod
-    def from_mask(cls, attention_mask: torch.Tensor,
-                  sequence_ids: torch.Tensor | None = None) -> Unpadded:
-        """A sequence is a row's real tokens, or with ``sequence_ids`` [B, S] a run of
-        equal ids among them (packed rows)."""
-        b, s = attention_mask.shape
-        index = attention_mask.flatten().nonzero().squeeze(1)  # [T]
-        row = index // s  # row of each real token
-        first = torch.ones_like(index, dtype=torch.bool)
-        first[1:] = row[1:] != row[:-1]  # a new sequence starts here
-        if sequence_ids is not None:
-            ids = sequence_ids.flatten().index_select(0, index)
-            first[1:] |= ids[1:] != ids[:-1]
-        starts = first.nonzero().squeeze(1)  # [R]
-        seq = first.cumsum(0) - 1  # [T], which sequence each token is in
-        lengths = torch.diff(starts, append=starts.new_tensor([len(index)]))  # [R]
-        rows, width = len(starts), int(lengths.max()) if len(starts) else 0
-        slot = seq * width + torch.arange(len(index), device=index.device) - starts[seq]
-        key_mask = None
-        if bool((lengths < width).any()):
-            key_mask = (torch.arange(width, device=index.device) < lengths[:, None])[
-                :, None, None, :]  # [R, W] -> [R, 1, 1, W]
-        return cls(index, b, s, slot, rows, width, key_mask)
-
-    def unpad(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(0, 1).index_select(0, self.index)  # [B, S, ...] -> [T, ...]
-
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(self.batch * self.seq_len, *x.shape[1:])
-        out.index_copy_(0, self.index, x)
-        return out.view(self.batch, self.seq_len, *x.shape[1:])  # [T, ...] -> [B, S, ...]
-
-    def to_rows(self, x: torch.Tensor) -> torch.Tensor:
-        out = x.new_zeros(self.rows * self.width, *x.shape[1:])
-        out.index_copy_(0, self.slot, x)
-        return out.view(self.rows, self.width, *x.shape[1:])  # [T, ...] -> [R, W, ...]
-
-    def from_rows(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(0, 1).index_select(0, self.slot)  # [R, W, ...] -> [T, ...]
-
-    def attention_mask(self, is_causal: bool) -> torch.Tensor | None:
-        """The mask for attention over [R, W]: real keys (and earlier ones if causal)."""
-        if not is_causal:
-            return self.key_mask
-        causal = torch.ones(self.width, self.width, dtype=torch.bool,
-                            device=self.slot.device).tril()[None, None]  # [1, 1, W, W]
-        return causal if self.key_mask is None else self.key_mask & causal
-
-
-def _run_starts(sequence_ids: torch.Tensor) -> torch.Tensor:
-    """bool [B, S]: True where a run of equal ``sequence_ids`` [B, S] begins."""
-    return torch.cat([torch.ones_like(sequence_ids[:, :1], dtype=torch.bool),
-                      sequence_ids[:, 1:] != sequence_ids[:, :-1]], dim=1)
-
-
-def packed_positions(sequence_ids: torch.Tensor) -> torch.Tensor:
-    """Position ids [B, S] that restart at 0 where ``sequence_ids`` [B, S] changes."""
-    t = torch.arange(sequence_ids.shape[1], device=sequence_ids.device)
-    first = _run_starts(sequence_ids)
-    return t - torch.where(first, t, 0).cummax(dim=1).values  # minus its sequence's start
-
-
 def activation(name: str) -> nn.Module:
     """BERT's activations. ``gelu`` is exact (erf); ``gelu_new`` is Google's tanh form."""
     if name == "gelu":
@@ -127,41 +48,6 @@ def activation(name: str) -> nn.Module:
     if name in ("gelu_new", "gelu_pytorch_tanh"):
         return nn.GELU(approximate="tanh")
     return {"relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}[name]()
-
-
-class LayerNorm(nn.LayerNorm):
-    """``nn.LayerNorm`` that keeps bf16 autocast's dtype: under bf16 autocast its input,
-    output and saved activations are bf16 (the kernel still accumulates the mean and
-    variance in fp32); elsewhere it is ``nn.LayerNorm``, bit for bit.
-
-    Autocast's own rule on CUDA runs layer_norm in fp32 and returns fp32, which makes the
-    whole residual stream between the norms fp32: twice the bytes in every residual add,
-    norm and dropout, forward and backward, and a cast to bf16 before each of a layer's
-    four input projections (three of them re-casting the same tensor). This is the
-    residual stream in bf16 that Megatron-LM and NVIDIA's BERT keep. ``low_precision =
-    False`` on an instance (``set_low_precision_norms``) restores autocast's fp32 rule.
-    """
-
-    low_precision = True
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = x.device.type
-        if not (self.low_precision and torch.is_autocast_enabled(device)
-                and torch.get_autocast_dtype(device) == torch.bfloat16):
-            return super().forward(x)
-        low = torch.bfloat16
-        with torch.autocast(device, enabled=False):
-            return F.layer_norm(x.to(low), self.normalized_shape, self.weight.to(low),
-                                self.bias.to(low), self.eps)
-
-
-def set_low_precision_norms(model: nn.Module, enabled: bool) -> int:
-    """Switch every ``LayerNorm`` of ``model`` between bf16 under bf16 autocast (the
-    default) and autocast's fp32 rule; returns how many norms it set."""
-    norms = [m for m in model.modules() if isinstance(m, LayerNorm)]
-    for m in norms:
-        m.low_precision = enabled
-    return len(norms)
 
 
 class Embeddings(nn.Module):
@@ -172,7 +58,7 @@ class Embeddings(nn.Module):
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size)
         self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor,
@@ -262,9 +148,9 @@ class Layer(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
         self.attn = SelfAttention(config)
-        self.attn_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.ffn = FeedForward(config)
-        self.ffn_norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.ffn_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = Dropout(config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, want_probs: bool = False,
@@ -310,7 +196,7 @@ def attention_mask_4d(attention_mask: torch.Tensor | None, seq_len: int,
     """
     mask = None
     if sequence_ids is not None:
-        runs = _run_starts(sequence_ids).cumsum(1)  # [B, S]: a run of equal ids = a sequence
+        runs = run_starts(sequence_ids).cumsum(1)  # [B, S]: a run of equal ids = a sequence
         mask = runs[:, :, None] == runs[:, None, :]  # [B, S, S], block diagonal
         if attention_mask is not None:
             real = attention_mask.bool()

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bertforge.config import BertConfig
-from bertforge.model.bert import BertModel, LayerNorm, activation, init_weights
+from bertforge.model.bert import BertModel, activation, init_weights
 
 IGNORE_INDEX = -100
 
@@ -38,7 +38,7 @@ class MLMHead(nn.Module):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
         self.act = activation(config.hidden_act)
-        self.norm = LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden: torch.Tensor, decoder_weight: torch.Tensor) -> torch.Tensor:

@@ -47,6 +47,7 @@ from bertforge.tasks.batching import batch_order, collate, row_length
 from bertforge.tasks.common import Row
 from bertforge.training import checkpointing as ckpt
 from bertforge.training.optim import build_optimizer, clip_grad_norm
+from bertforge.training.precision import bf16_norms
 from bertforge.training.schedules import build_schedule
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -201,18 +202,19 @@ def _trim(name: str, array: np.ndarray, length: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict_rows(model: nn.Module, rows: list[Row], batch_size: int = 64, device: str = "cpu",
-                 pad_id: int = 0, precision: str = "fp32", progress: bool = False
-                 ) -> dict[str, list[np.ndarray]]:
+                 pad_id: int = 0, precision: str = "fp32", progress: bool = False,
+                 desc: str = "evaluate") -> dict[str, list[np.ndarray]]:
     """Run ``model`` over ``rows`` (longest first, to waste little padding) and return, per
     output name (``logits``, ``start_logits``, ``end_logits``), one float32 array per row in
     the rows' order: [K] (sequence), [C] (choices), [S_i, K] (tokens), [S_i] (spans).
-    ``progress`` shows a bar of rows done on stderr (a SQuAD dev set takes minutes)."""
+    ``progress`` shows a bar of rows done on stderr, named ``desc`` (a SQuAD dev set
+    takes minutes)."""
     was_training = model.training
     model.eval()
     lengths = [row_length(r) for r in rows]
     order = sorted(range(len(rows)), key=lambda i: -lengths[i])
     out: dict[str, list[np.ndarray | None]] = {}
-    with tqdm(total=len(rows), desc="evaluate", unit="row", leave=False,
+    with tqdm(total=len(rows), desc=desc, unit="row", leave=False,
               disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(order), batch_size):
             _predict_batch(model, rows, order[start:start + batch_size], lengths, out,
@@ -448,6 +450,8 @@ def _build(task: FinetuneTask, args: FinetuneArgs, out: Path) -> _Run:
     with torch.no_grad():
         initialise_new_weights(task.model)
     model = task.model.to(args.device)
+    if args.precision == "bf16":
+        bf16_norms(model)
     _check_trainable(model, args)
     reinit_top_layers(model, args.reinit_layers)
     optimizer = build_optimizer(model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay)

@@ -54,7 +54,7 @@ from bertforge.training.distributed import (
     shutdown,
 )
 from bertforge.training.optim import build_optimizer, clip_grad_norm
-from bertforge.training.precision import resolve_precision
+from bertforge.training.precision import bf16_norms, resolve_precision
 from bertforge.training.pretrain_config import PretrainConfig, PretrainConfigError
 from bertforge.training.pretrain_data import (
     BatchStream,
@@ -254,6 +254,8 @@ class PreTrainer:
         model = initial_model(config, self.cfg.seed, self.cfg.init_scheme)
         if self.cfg.init and self.resume_dir is None:
             _load_init(model, self.cfg.init, self._say)
+        if self.cfg.precision == "bf16":
+            bf16_norms(model)
         # FSDP moves each shard to the device itself: the full model never has to fit it
         return (model if self.sharded else model.to(self.device)).train()
 

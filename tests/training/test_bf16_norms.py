@@ -1,5 +1,6 @@
-"""The residual stream under bf16 autocast: our LayerNorm hands on bf16 (the kernel still
-accumulates in fp32), where autocast's own rule would make every norm's output fp32.
+"""The residual stream under bf16 autocast: ``bf16_norms`` makes the LayerNorms hand on
+bf16 (the kernel still accumulates in fp32), where autocast's own rule would make every
+norm's output fp32.
 
 Checked against an fp32 reference on all-MiniLM-L6-v2 with real sentences (GLUE SST-2
 dev): the bf16 path must stay within bf16 tolerance, and as close to fp32 as
@@ -13,14 +14,14 @@ import torch
 from _helpers import need_data
 
 from bertforge.model import BertModel
-from bertforge.model.bert import LayerNorm, set_low_precision_norms
+from bertforge.training.precision import Bf16LayerNorm, bf16_norms
 
 BF16 = torch.bfloat16
 
 
-def _norm_pair(seed: int = 0) -> tuple[LayerNorm, torch.nn.LayerNorm]:
+def _norm_pair(seed: int = 0) -> tuple[Bf16LayerNorm, torch.nn.LayerNorm]:
     gen = torch.Generator().manual_seed(seed)
-    ours, plain = LayerNorm(48, eps=1e-12), torch.nn.LayerNorm(48, eps=1e-12)
+    ours, plain = Bf16LayerNorm(48, eps=1e-12), torch.nn.LayerNorm(48, eps=1e-12)
     with torch.no_grad():
         for p, q in zip(ours.parameters(), plain.parameters(), strict=True):
             p.copy_(torch.randn(p.shape, generator=gen))
@@ -34,7 +35,7 @@ def test_outside_bf16_autocast_the_norm_is_nn_layer_norm():
     assert torch.equal(ours(x), plain(x))
     with torch.autocast("cpu", dtype=torch.float16):  # fp16: autocast's rule, untouched
         assert torch.equal(ours(x), plain(x))
-    ours.low_precision = False
+    assert bf16_norms(ours, False) == 1 and type(ours) is torch.nn.LayerNorm
     with torch.autocast("cpu", dtype=BF16):
         assert torch.equal(ours(x), plain(x))
 
@@ -72,6 +73,7 @@ def test_minilm_keeps_a_bf16_residual_stream_within_bf16_tolerance(minilm_dir):
     theirs = transformers.BertModel.from_pretrained(minilm_dir, attn_implementation="sdpa").eval()
     batch = _sst2_batch(minilm_dir)
     real = batch["attention_mask"].bool()
+    bf16_norms(ours)
     with torch.no_grad():
         ref = ours(**batch).last_hidden_state[real]
 
@@ -86,9 +88,9 @@ def test_minilm_keeps_a_bf16_residual_stream_within_bf16_tolerance(minilm_dir):
             return out, dtypes
 
         low, low_dtypes = run(ours)
-        set_low_precision_norms(ours, False)
+        bf16_norms(ours, False)
         wide, wide_dtypes = run(ours)
-        set_low_precision_norms(ours, True)
+        bf16_norms(ours)
         hf, _ = run(theirs)
     assert set(low_dtypes) == {BF16} and len(low_dtypes) == 6  # every layer hands on bf16
     assert set(wide_dtypes) == {torch.float32}  # autocast's rule: fp32 between the norms
@@ -105,12 +107,29 @@ def test_minilm_keeps_a_bf16_residual_stream_within_bf16_tolerance(minilm_dir):
     assert float(cos.min()) > 0.999
 
 
-def test_set_low_precision_norms_counts_every_norm():
+def test_bf16_norms_counts_every_norm():
     from _helpers import tiny_config
 
     from bertforge.model import BertForPreTraining
 
     model = BertForPreTraining(tiny_config())
+    names = dict(model.state_dict())
     # embeddings + two per layer (2 layers) + the MLM head's
-    assert set_low_precision_norms(model, False) == 1 + 2 * 2 + 1
-    assert not any(m.low_precision for m in model.modules() if isinstance(m, LayerNorm))
+    assert bf16_norms(model) == 1 + 2 * 2 + 1
+    assert not any(type(m) is torch.nn.LayerNorm for m in model.modules())
+    assert bf16_norms(model, False) == 1 + 2 * 2 + 1
+    assert not any(isinstance(m, Bf16LayerNorm) for m in model.modules())
+    assert dict(model.state_dict()).keys() == names.keys()  # checkpoints keep their names
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
+def test_pre_training_keeps_bf16_norms_only_in_bf16(tmp_path, precision):
+    from test_pretrain_loop import build_corpus, run_config
+
+    from bertforge.training.distributed import init_distributed
+    from bertforge.training.pretrain import PreTrainer
+
+    cfg = run_config(build_corpus(tmp_path / "corpus"), tmp_path / "run", precision=precision)
+    trainer = PreTrainer(cfg, init_distributed("cpu"), torch.device("cpu"))
+    kinds = {type(m) for m in trainer.raw.modules() if isinstance(m, torch.nn.LayerNorm)}
+    assert kinds == ({Bf16LayerNorm} if precision == "bf16" else {torch.nn.LayerNorm})
