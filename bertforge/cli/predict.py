@@ -16,12 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from bertforge.cli.finetune import add_data_arguments, model_options, need
+from bertforge.inference.batching import PROGRESS_MIN
 from bertforge.inference.common import resolve_device
 from bertforge.interop.checkpoint import config_from
 from bertforge.tasks.common import LabelMap
 from bertforge.training.finetune import predict_rows
-
-PROGRESS_BATCHES = 8  # batches between progress-bar updates
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,31 +57,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _predictor(model: object, args: argparse.Namespace, pad_id: int) -> object:
-    """rows -> predict_rows' outputs, run a block of rows at a time under a progress bar
-    (on stderr, for inputs of 512 rows and more)."""
+    """rows -> predict_rows' outputs, under a progress bar on stderr from 512 rows."""
     model = model.to(args.device).eval()
-
-    def run(rows: list) -> dict[str, list[np.ndarray]]:
-        import torch
-
-        from bertforge.inference.batching import progress_bar
-
-        out: dict[str, list[np.ndarray]] = {}
-        block = max(args.batch_size, 1) * PROGRESS_BATCHES
-        bar = progress_bar(len(rows), f"predict {args.task}")
-        try:
-            with torch.inference_mode():
-                for start in range(0, len(rows), block):
-                    part = rows[start:start + block]
-                    for name, arrays in predict_rows(model, part, args.batch_size, args.device,
-                                                     pad_id).items():
-                        out.setdefault(name, []).extend(arrays)
-                    bar.update(len(part))
-        finally:
-            bar.close()
-        return out
-
-    return run
+    return lambda rows: predict_rows(model, rows, args.batch_size, args.device, pad_id,
+                                     progress=len(rows) >= PROGRESS_MIN,
+                                     desc=f"predict {args.task}")
 
 
 def _trained(cls: type, path: str) -> object:

@@ -10,15 +10,15 @@ import http.client
 import io
 import json
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from _helpers import serving
 
-from bertforge.inference.server import InferenceServer, RequestHandler, make_server
+from bertforge.inference.server import InferenceServer, RequestHandler
 from bertforge.inference.service import InferenceService, ServerLimits
 
 TIMEOUT = 30
@@ -46,14 +46,8 @@ def mlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(mlm_dir: Path) -> Iterator[InferenceServer]:
     service = InferenceService(mlm_dir, device="cpu", limits=ServerLimits(max_seq_length=64))
-    srv = make_server(service, "127.0.0.1", 0, log=False)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=TIMEOUT)
-    service.close()
+    with serving(service) as srv:
+        yield srv
 
 
 def _request(srv: InferenceServer, method: str, path: str, body: object = None

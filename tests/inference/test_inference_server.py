@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import serving
 
 from bertforge.cli.main import main
 from bertforge.inference import pipeline
@@ -40,15 +41,8 @@ def _request(server: InferenceServer, method: str, path: str, body: object = Non
 def mlm_server(tiny_mlm_dir: Path) -> Iterator[InferenceServer]:
     limits = ServerLimits(max_body_bytes=4096, max_batch_size=8, max_seq_length=16,
                           batch_wait_s=0.05)
-    service = InferenceService(tiny_mlm_dir, device="cpu", limits=limits)
-    server = make_server(service, "127.0.0.1", 0, log=False)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=TIMEOUT)
-    service.close()
+    with serving(InferenceService(tiny_mlm_dir, device="cpu", limits=limits)) as server:
+        yield server
 
 
 def test_health_info_openapi(mlm_server: InferenceServer) -> None:

@@ -15,10 +15,10 @@ import json
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from _helpers import need_data, tiny_config
+from test_finetune_loop import accuracy_task
 
 from bertforge.model.task_heads import BertFeatureTagger, BertForSequenceClassification
 from bertforge.tasks.batching import collate
@@ -49,13 +49,7 @@ def _rte_task(n: int, seed: int = 0) -> FinetuneTask:
     rows = _rte_rows(_tokenizer(), n)
     torch.manual_seed(seed)
     model = BertForSequenceClassification(tiny_config(vocab_size=30522, id2label={0: "e", 1: "n"}))
-
-    def evaluate(model: torch.nn.Module, predict: object) -> EvalResult:
-        logits = np.stack(predict(rows)["logits"])
-        gold = np.array([r["labels"] for r in rows])
-        return EvalResult({"accuracy": float((logits.argmax(-1) == gold).mean())})
-
-    return FinetuneTask("rte", model, rows, evaluate, "accuracy")
+    return accuracy_task("rte", model, rows)
 
 
 # ------------------------------------------------------------------ FGM

@@ -37,13 +37,18 @@ def _toy_task(seed: int = 0, n: int = 64) -> FinetuneTask:
         rows.append({"input_ids": ids, "token_type_ids": [0] * len(ids), "labels": i % 2})
     torch.manual_seed(seed)
     model = BertForSequenceClassification(tiny_config(id2label={0: "no", 1: "yes"}))
+    return accuracy_task("toy", model, rows)
+
+
+def accuracy_task(name: str, model: torch.nn.Module, rows: list[dict]) -> FinetuneTask:
+    """``model`` trained and scored (accuracy) on the same labelled ``rows``."""
 
     def evaluate(model: torch.nn.Module, predict: object) -> EvalResult:
         logits = np.stack(predict(rows)["logits"])
         gold = np.array([r["labels"] for r in rows])
         return EvalResult({"accuracy": float((logits.argmax(-1) == gold).mean())})
 
-    return FinetuneTask("toy", model, rows, evaluate, "accuracy")
+    return FinetuneTask(name, model, rows, evaluate, "accuracy")
 
 
 def test_loop_learns_a_toy_task_and_logs(tmp_path: Path) -> None:
